@@ -1,0 +1,3 @@
+from auoms_py.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The `auoms-py` command line: one sub-command per module in auoms_py.commands.
+
+Each command module exposes `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Modules are imported lazily by name so that a command's heavy imports (netlink, watchdog, rich) cost nothing
+for the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from auoms_py import __version__
+
+# sub-command name -> module under auoms_py.commands
+COMMANDS = {
+    "run": "run",
+    "replay": "replay",
+    "ctl": "ctl",
+    "top": "top",
+    "import-auoms": "import_auoms",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auoms-py", description="Linux audit forwarding agent (AUOMS-compatible)")
+    parser.add_argument("--version", action="version", version=f"auoms-py {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        try:
+            module = importlib.import_module(f"auoms_py.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"auoms_py.commands.{module_name}":
+                raise
+            continue  # command not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. `auoms-py replay ... | head`): not an error of ours
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
