@@ -1,0 +1,130 @@
+"""`auoms-py replay`: run the pipeline over saved audit records and print one line per output record.
+
+Replay is about the log, not this host: names come only from the user db it is given (default: this host's
+/etc/passwd and /etc/group, or `--passwd/--group`), nothing is looked up in /proc, and only records derived from
+the input are printed. Idle events are flushed by the log's own clock, so the result does not depend on how fast
+the file is read.
+"""
+from __future__ import annotations
+
+import sys
+
+from auoms_py.format import json as json_format
+from auoms_py.format import mstic, oms
+from auoms_py.pipeline import Pipeline, UserDB
+
+FORMATS = ("mstic", "oms", "json")
+MALFORMED_SHOWN = 5
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("replay", help="run the pipeline over saved audit records",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="*", metavar="FILE", help="audit log, plugin stream or netlink text; - or "
+                        "none for stdin")
+    parser.add_argument("--format", choices=FORMATS, default="mstic", help="output format (default: mstic)")
+    parser.add_argument("--passwd", default="/etc/passwd", help="user db for uid names (default: /etc/passwd)")
+    parser.add_argument("--group", default="/etc/group", help="group db for gid names (default: /etc/group)")
+    parser.add_argument("--flush-timeout", type=float, default=1.0, metavar="SECONDS",
+                        help="flush an event without EOE once the log's time has moved on this long (default: 1)")
+    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    parser.set_defaults(func=run)
+
+
+class Writer:
+    """Formats output events and writes them to a binary stream; counts what it wrote."""
+
+    def __init__(self, stream, fmt: str, excluded_types: frozenset = mstic.DEFAULT_EXCLUDED_TYPES):
+        self.stream = stream
+        self.fmt = fmt
+        self.excluded_types = excluded_types
+        self.lines = 0
+
+    def write(self, output_events) -> None:
+        lines = []
+        if self.fmt == "mstic":
+            for records in output_events:
+                for record in records:
+                    body = mstic.format_record(record, self.excluded_types)
+                    if body is not None:
+                        lines.append(body)
+            data = "\n".join(lines).encode("latin-1") if lines else b""
+        elif self.fmt == "oms":
+            for records in output_events:
+                line = oms.format_event(records, self.excluded_types)
+                if line is not None:
+                    lines.append(line)
+            data = "\n".join(lines).encode("ascii") if lines else b""
+        else:
+            for records in output_events:
+                for record in records:
+                    line = json_format.format_record(record)
+                    if line is not None:
+                        lines.append(line)
+            data = "\n".join(lines).encode("utf-8") if lines else b""
+        if lines:
+            self.stream.write(data + b"\n")
+            self.lines += len(lines)
+
+
+def _open_inputs(names: list[str]):
+    for name in names or ["-"]:
+        if name == "-":
+            yield "-", sys.stdin.buffer
+        else:
+            with open(name, "rb") as stream:
+                yield name, stream
+
+
+def run(args) -> int:
+    pipeline = Pipeline(UserDB(args.passwd, args.group), flush_timeout=args.flush_timeout, log_time=True)
+    writer = Writer(sys.stdout.buffer, args.format,
+                    mstic.DEFAULT_EXCLUDED_TYPES if args.format != "json" else frozenset())
+    stats = {"lines": 0, "comments": 0, "bytes": 0}
+    malformed: list[tuple[str, int, str, str]] = []
+    try:
+        for name, stream in _open_inputs(args.files):
+            for lineno, raw in enumerate(stream, 1):
+                stats["lines"] += 1
+                stats["bytes"] += len(raw)
+                line = raw.decode("latin-1")
+                if line[:1] == "#" or not line.strip():
+                    stats["comments"] += 1
+                    continue
+                before = pipeline.counters["malformed"]
+                out = pipeline.feed_line(line)
+                if pipeline.counters["malformed"] != before and len(malformed) < MALFORMED_SHOWN:
+                    malformed.append((name, lineno, pipeline.malformed_samples[-1][0], line.rstrip("\n")))
+                if out:
+                    writer.write(out)
+        writer.write(pipeline.flush())
+        sys.stdout.buffer.flush()
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        print(f"auoms-py replay: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        _summary(pipeline, writer, stats, malformed)
+    return 0
+
+
+def _summary(pipeline: Pipeline, writer: Writer, stats: dict, malformed: list) -> None:
+    counters = pipeline.counters
+    assembly = pipeline.assembler.counters
+    err = sys.stderr
+    print(f"read {stats['lines']} lines ({stats['bytes']} bytes): {counters['records']} records, "
+          f"{stats['comments']} comments/blank, {counters['malformed']} malformed", file=err)
+    print(f"assembled {counters['events']} events ({assembly['events_complete']} complete, "
+          f"{assembly['events_timed_out'] + assembly['events_flushed']} without EOE, "
+          f"{assembly['events_evicted']} evicted as too many open); "
+          f"emitted {writer.lines} {writer.fmt} lines", file=err)
+    if counters["records_dropped_over_limit"]:
+        print(f"cut {counters['records_dropped_over_limit']} records from events over the size limit", file=err)
+    if assembly["events_mixed_nodes"]:
+        print(f"{assembly['events_mixed_nodes']} events had records from different nodes", file=err)
+    for name, lineno, reason, line in malformed:
+        shown = line if len(line) <= 120 else line[:117] + "..."
+        print(f"malformed: {name}:{lineno}: {reason}: {shown!r}", file=err)
+    if counters["malformed"] > len(malformed):
+        print(f"malformed: ... and {counters['malformed'] - len(malformed)} more", file=err)

@@ -1,0 +1,86 @@
+"""auoms-py's JSON format: one JSON object per output record (documented in docs/json-format.md).
+
+Same fields and names as the MSTIC line, but typed: ids, pids, counts as numbers, `path_*` as arrays, text as
+real Unicode (bytes that are not UTF-8 as the four characters `\\xNN`), plus `argv` (the exact arguments of an
+AUOMS_EXECVE) and `proctitle_argv`. Always valid JSON, whatever the input bytes.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from auoms_py.pipeline.model import BARE, OutputRecord
+
+# raw numeric fields: typed as numbers when their value is a decimal integer (typed by name, never by look,
+# so a field keeps one type across events)
+NUMERIC_FIELDS = frozenset((
+    "pid", "ppid", "uid", "gid", "euid", "suid", "fsuid", "egid", "sgid", "fsgid", "auid", "ouid", "ogid", "ses",
+    "old-ses", "old-auid", "exit", "argc", "inode", "item", "items", "syscall_r", "id_r", "opid", "oauid", "oses",
+    "oauid_r", "ouid_r", "old-auid_r", "iuid", "igid", "sauid", "obj_uid", "obj_gid", "inode_uid", "inode_gid",
+    "new_gid", "oauid", "fe", "fver",
+))
+ARRAY_FIELDS = frozenset(("path_name", "path_nametype", "path_mode", "path_ouid", "path_ogid"))
+_NUMERIC_ARRAYS = frozenset(("path_ouid", "path_ogid"))
+
+
+def text(value: str) -> str:
+    """latin-1-decoded bytes -> Unicode; invalid UTF-8 as \\xNN."""
+    if value.isascii():
+        return value
+    return value.encode("latin-1").decode("utf-8", "backslashreplace")
+
+
+def _number(value: str):
+    if value.isdigit() or (value[:1] == "-" and value[1:].isdigit()):
+        return int(value)
+    return text(value)
+
+
+def _typed(name: str, value: str, style: int):
+    if style == BARE:
+        if name in NUMERIC_FIELDS:
+            return _number(value)
+        if name in ARRAY_FIELDS:
+            items = json.loads(value)
+            if name in _NUMERIC_ARRAYS:
+                return [int(item) if item.isdigit() else item for item in items]
+            return items
+    elif name == "ses" or name == "old-ses":
+        return _number(value)  # "-1"
+    return text(value)
+
+
+def iso_time(sec: int, msec: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{msec:03d}Z"
+
+
+def to_dict(record: OutputRecord, excluded_types: frozenset = frozenset()) -> dict:
+    obj = {"type": record.type_name, "time": iso_time(record.sec, record.msec), "serial": record.serial}
+    if record.node is not None:
+        obj["node"] = text(record.node)
+    for name, value, style in record.fields:
+        if name == "node":
+            continue
+        obj[name] = _typed(name, value, style)
+    for type_name, fields in record.merged:
+        if type_name in excluded_types:
+            continue
+        for name, value, style in fields:
+            obj[f"{type_name}_{name}"] = _typed(name, value, style)
+    if record.is_syscall:
+        obj["containerid"] = record.containerid
+    if record.argv is not None:
+        obj["argv"] = [text(arg) for arg in record.argv]
+    if record.proctitle_argv is not None:
+        obj["proctitle_argv"] = [text(arg) for arg in record.proctitle_argv]
+    if record.dropped_records:
+        obj["dropped_records"] = record.dropped_records
+    if record.extra:
+        obj.update(record.extra)
+    return obj
+
+
+def format_record(record: OutputRecord, excluded_types: frozenset = frozenset()) -> str | None:
+    if record.type_name in excluded_types:
+        return None
+    return json.dumps(to_dict(record, excluded_types), ensure_ascii=False, separators=(",", ":"))

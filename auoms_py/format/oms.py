@@ -1,0 +1,36 @@
+"""AUOMS's `oms` format (reference §11): one JSON array per event,
+`[SEC.MSEC, {"MessageType": ..., "Timestamp": ..., "SerialNumber": N, "ProcessFlags": 0, "records": [...]}]`,
+every field value a string written as the MSTIC output writes it.
+"""
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii as _json_string
+
+from auoms_py.format.mstic import DEFAULT_EXCLUDED_TYPES
+from auoms_py.pipeline.escape import tty_escape
+from auoms_py.pipeline.model import OutputRecord
+
+
+def _record_json(record: OutputRecord, excluded_types) -> str:
+    parts = [f'{{"RecordTypeCode":{record.code},"RecordType":{_json_string(record.type_name)}']
+    for name, value, _style in record.fields:
+        parts.append(f"{_json_string(name)}:{_json_string(tty_escape(value))}")
+    for type_name, fields in record.merged:
+        if type_name not in excluded_types:
+            for name, value, _style in fields:
+                parts.append(f"{_json_string(type_name + '_' + name)}:{_json_string(tty_escape(value))}")
+    if record.is_syscall:
+        parts.append(f'"containerid":{_json_string(record.containerid)}')
+    return ",".join(parts) + "}"
+
+
+def format_event(records: list[OutputRecord], excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES) -> str | None:
+    """One line for an output event, or None when none of its records is written."""
+    written = [_record_json(record, excluded_types) for record in records if record.type_name not in excluded_types]
+    if not written:
+        return None
+    first = records[0]
+    stamp = f"{first.sec}.{first.msec:03d}"
+    message_type = "AUOMS_EVENT" if first.is_syscall else "AUDIT_EVENT"
+    return (f'[{float(stamp)!r},{{"MessageType":"{message_type}","Timestamp":"{stamp}",'
+            f'"SerialNumber":{first.serial},"ProcessFlags":0,"records":[{",".join(written)}]}}]')

@@ -1,0 +1,116 @@
+"""EXECVE records -> the argument list and AUOMS's `cmdline` string (reference §5).
+
+The kernel logs `argc=N a0=... a1=...` over one or more EXECVE records; a long argument is split into
+`aN_len=L aN[0]=... aN[1]=...` pieces, each piece quoted or hex on its own. Every piece is decoded separately and
+the bytes concatenated (AUOMS defect §10.3 concatenated the raw pieces: literal `""` at quoted boundaries, hex cut
+in half). `L` is the logged length (hex digits when hex-encoded), so a shortfall means pieces are missing.
+
+Missing arguments are shown as `<first...last>`, a missing piece as `<...>`, as AUOMS does. Unlike AUOMS, missing
+arguments at the end (fewer than argc) are shown too.
+"""
+from __future__ import annotations
+
+from auoms_py.pipeline.escape import bash_escape, unescape
+
+MISSING_PIECE = "<...>"
+
+
+class _LongArg:
+    __slots__ = ("length", "pieces", "logged")
+
+    def __init__(self, length: int):
+        self.length = length
+        self.pieces: dict[int, str] = {}  # piece index -> raw value
+        self.logged = 0
+
+
+def _logged_length(raw: str) -> int:
+    return len(raw) - 2 if raw[:1] == '"' else len(raw)
+
+
+def collect_args(execve_fields: list[list[tuple[str, str]]]) -> tuple[int | None, dict[int, object]]:
+    """argc and {arg number: raw value | _LongArg} from the fields of every EXECVE record of an event."""
+    argc = None
+    args: dict[int, object] = {}
+    for fields in execve_fields:
+        for name, value in fields:
+            if name[:1] != "a":
+                continue
+            if name == "argc":
+                if value.isdigit():
+                    argc = int(value)
+                continue
+            rest = name[1:]
+            if rest.isdigit():
+                args[int(rest)] = value
+                continue
+            number, sep, tail = rest.partition("_")
+            if sep and tail == "len" and number.isdigit():
+                if value.isdigit():
+                    existing = args.get(int(number))
+                    if not isinstance(existing, _LongArg):
+                        args[int(number)] = _LongArg(int(value))
+                    else:
+                        existing.length = int(value)
+                continue
+            number, sep, tail = rest.partition("[")
+            if sep and number.isdigit() and tail[:-1].isdigit() and tail[-1:] == "]":
+                long_arg = args.get(int(number))
+                if isinstance(long_arg, _LongArg):
+                    long_arg.pieces[int(tail[:-1])] = value
+                    long_arg.logged += _logged_length(value)
+                # pieces without their aN_len are ignored, as AUOMS does: the argument shows as missing
+    return argc, args
+
+
+def _decode_long(long_arg: _LongArg) -> list[str | None]:
+    """The decoded text of a split argument as segments; None marks where pieces are missing."""
+    segments: list[str | None] = []
+    current: list[str] = []
+    expected = 0
+    for index in sorted(long_arg.pieces):
+        if index != expected:
+            if current:
+                segments.append("".join(current))
+                current = []
+            segments.append(None)
+        current.append(unescape(long_arg.pieces[index])[0])
+        expected = index + 1
+    if current:
+        segments.append("".join(current))
+    if long_arg.logged < long_arg.length:
+        segments.append(None)
+    return segments
+
+
+def build_argv(execve_fields: list[list[tuple[str, str]]]) -> tuple[list[str], str, int]:
+    """(argv, cmdline, argc). argv holds the decoded arguments that are there (whole or not);
+    cmdline is AUOMS's shell-escaped string with markers for what is missing."""
+    argc, args = collect_args(execve_fields)
+    highest = max(args) + 1 if args else 0
+    count = max(argc or 0, highest)
+    argv: list[str] = []
+    words: list[str] = []
+    gap_start = None
+    for number in range(count):
+        value = args.get(number)
+        if isinstance(value, _LongArg) and not value.pieces:
+            value = None  # aN_len with no piece at all: the whole argument is missing
+        if value is None:
+            if gap_start is None:
+                gap_start = number
+            continue
+        if gap_start is not None:
+            words.append(f"<{gap_start}...{number - 1}>")
+            gap_start = None
+        if isinstance(value, _LongArg):
+            segments = _decode_long(value)
+            argv.append("".join(segment for segment in segments if segment is not None))
+            words.append("".join(MISSING_PIECE if segment is None else bash_escape(segment) for segment in segments))
+        else:
+            text = unescape(value)[0]
+            argv.append(text)
+            words.append(bash_escape(text))
+    if gap_start is not None:
+        words.append(f"<{gap_start}...{count - 1}>")
+    return argv, " ".join(words), argc if argc is not None else len(argv)

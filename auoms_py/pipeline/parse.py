@@ -1,0 +1,142 @@
+"""Parse: one line of audit text -> Record (type, event id, body); a record body -> its fields.
+
+Input shapes (reference §1):
+  auditd log / audisp plugin:  [node=NAME ]type=NAME msg=audit(SEC.MSEC:SERIAL): k=v ...  [0x1D ENRICHED tail]
+  the same without `msg=`:      type=NAME audit(SEC.MSEC:SERIAL): k=v ...
+  kernel netlink text:          audit(SEC.MSEC:SERIAL): k=v ...   (type code given apart)
+  netlink text saved to a file: CODE audit(SEC.MSEC:SERIAL): k=v ...
+
+All text is latin-1-decoded bytes (see model.py). No regexes: find/partition/split on the hot path.
+"""
+from __future__ import annotations
+
+from auoms_py.pipeline.model import INTEGRITY_POLICY_RULE, Record
+from auoms_py.pipeline.tables.record_types import RECORD_TYPE_NAMES
+
+RECORD_TYPE_CODES = {name: code for code, name in RECORD_TYPE_NAMES.items()}
+ENRICHED_SEPARATOR = "\x1d"
+
+
+class MalformedRecord(ValueError):
+    """A line that is not an audit record; the message says what is wrong with it."""
+
+
+def record_type_name(code: int) -> str:
+    name = RECORD_TYPE_NAMES.get(code)
+    return name if name is not None else f"UNKNOWN[{code}]"
+
+
+def record_type_code(name: str) -> int:
+    """The code for a type name; `UNKNOWN[1327]` gives 1327; an unknown name gives 0."""
+    code = RECORD_TYPE_CODES.get(name)
+    if code is not None:
+        return code
+    if name.startswith("UNKNOWN[") and name.endswith("]") and name[8:-1].isdigit():
+        return int(name[8:-1])
+    return 0
+
+
+def parse_line(line: str) -> Record:
+    """Parse one line of auditd log / plugin / saved netlink text. Raises MalformedRecord."""
+    cut = line.find(ENRICHED_SEPARATOR)
+    if cut >= 0:
+        line = line[:cut]  # auditd's ENRICHED tail: interpretations we redo ourselves
+    line = line.rstrip("\r\n")
+    if line[:1].isdigit():  # netlink text saved with its type code first
+        code_text, _, rest = line.partition(" ")
+        if not code_text.isdigit():
+            raise MalformedRecord("no record type")
+        return parse_netlink(int(code_text), rest)
+    node = None
+    pos = 0
+    if line.startswith("node="):
+        pos = line.find(" ")
+        if pos < 0:
+            raise MalformedRecord("nothing after node=")
+        node = line[5:pos]
+        pos += 1
+    if not line.startswith("type=", pos):
+        raise MalformedRecord("no type= field")
+    end = line.find(" ", pos)
+    if end < 0:
+        raise MalformedRecord("no audit(...) event id")
+    type_name = line[pos + 5:end]
+    code = record_type_code(type_name)
+    if code:
+        type_name = record_type_name(code)  # UNKNOWN[1327] -> PROCTITLE
+    return _parse_event_id(line, end + 1, code, type_name, node)
+
+
+def parse_netlink(code: int, text: str) -> Record:
+    """Parse the text of one kernel netlink record whose type code is known."""
+    cut = text.find(ENRICHED_SEPARATOR)
+    if cut >= 0:
+        text = text[:cut]
+    return _parse_event_id(text.rstrip("\r\n\x00"), 0, code, record_type_name(code), None)
+
+
+def _parse_event_id(line: str, pos: int, code: int, type_name: str, node: str | None) -> Record:
+    # accept "msg=audit(" or "audit(" here, with any spacing the writers produce
+    start = line.find("audit(", pos)
+    if start < 0 or line[pos:start].strip() not in ("", "msg="):
+        raise MalformedRecord("no audit(...) event id")
+    close = line.find("):", start)
+    if close < 0:
+        raise MalformedRecord("unterminated audit(...) event id")
+    stamp, _, serial_text = line[start + 6:close].partition(":")
+    sec_text, _, msec_text = stamp.partition(".")
+    # AUOMS and auditd take the first 3 digits of the fraction as milliseconds
+    msec_text = msec_text[:3]
+    if not (sec_text.isdigit() and msec_text.isdigit() and serial_text.isdigit()):
+        raise MalformedRecord(f"bad event id audit({line[start + 6:close]})")
+    body = line[close + 2:]
+    if body[:1] == " ":
+        body = body.lstrip(" ")
+    return Record(code, type_name, node, int(sec_text), int(msec_text.ljust(3, "0")), int(serial_text), body)
+
+
+def split_fields(code: int, body: str) -> list[tuple[str, str]]:
+    """A record body as (name, raw value) pairs in order.
+
+    - `msg='k=v k=v'` of user-space records is unwrapped: its fields become ordinary fields.
+    - A double-quoted value is one value even when it holds spaces (AUOMS defect §10.12 split it).
+    - A token without `=` (AVC's `avc:  denied  { read } for`) becomes a field with an empty value.
+    - IMA's INTEGRITY_POLICY_RULE text does not follow the k=v format: kept whole as `unparsed_text`.
+    """
+    if code == INTEGRITY_POLICY_RULE:
+        return [("unparsed_text", body)]
+    start = body.find("msg='")
+    if start >= 0 and (start == 0 or body[start - 1] == " "):
+        end = body.rfind("'")
+        if end > start + 4:
+            body = f"{body[:start]}{body[start + 5:end]} {body[end + 1:]}"
+        else:  # no closing quote: take the rest as the message
+            body = body[:start] + body[start + 5:]
+    fields: list[tuple[str, str]] = []
+    append = fields.append
+    if '"' not in body:
+        for token in body.split():
+            name, _, value = token.partition("=")
+            append((name, value))
+        return fields
+    parts = body.split(" ")
+    count = len(parts)
+    i = 0
+    while i < count:
+        token = parts[i]
+        i += 1
+        if not token:
+            continue
+        name, _, value = token.partition("=")
+        if value[:1] == '"' and (len(value) == 1 or value[-1] != '"'):
+            # a quoted value holding spaces: take tokens up to the one that closes the quote
+            pieces = [value]
+            while i < count:
+                piece = parts[i]
+                i += 1
+                pieces.append(piece)
+                if piece.endswith('"'):
+                    break
+            value = " ".join(pieces)
+        append((name, value))
+    return fields
