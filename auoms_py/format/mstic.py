@@ -20,11 +20,9 @@ DEFAULT_EXCLUDED_TYPES = frozenset((
 def _write_fields(parts: list, fields, prefix: str = "") -> None:
     for name, value, style in fields:
         if style == TEXT:
-            parts.append(f'{prefix}{name}="{tty_escape(value)}"')
-        elif value.isascii() and value.isprintable() or not value:
-            parts.append(f"{prefix}{name}={value}")
+            parts.append(f'{prefix}{name}="{value}"')
         else:
-            parts.append(f"{prefix}{name}={tty_escape(value)}")
+            parts.append(f"{prefix}{name}={value}")
 
 
 def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES) -> str | None:
@@ -38,4 +36,8 @@ def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCL
             _write_fields(parts, fields, type_name + "_")
     if record.is_syscall:
         parts.append(f"containerid={record.containerid}")
-    return " ".join(parts)
+    line = " ".join(parts)
+    if line.isascii() and line.isprintable():
+        return line
+    # control and non-ASCII bytes, wherever they are (values, odd field names), as \xNN: one pass, rarely taken
+    return tty_escape(line)

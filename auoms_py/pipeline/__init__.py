@@ -30,7 +30,9 @@ class Pipeline:
         self.log_time = log_time
         self._clock = 0.0
         self._next_expiry = 0.0
-        self.counters = {"records": 0, "malformed": 0, "events": 0, "output_records": 0, "records_dropped_over_limit": 0}
+        # records == event_records + EOE records + records cut from oversized events: nothing vanishes unseen
+        self.counters = {"records": 0, "malformed": 0, "events": 0, "event_records": 0, "output_records": 0,
+                         "records_dropped_over_limit": 0}
         self.malformed_samples: list[tuple[str, str]] = []  # (reason, line) of the first few malformed lines
 
     def feed_line(self, line: str, now: float = 0.0) -> list[list[OutputRecord]]:
@@ -87,6 +89,7 @@ class Pipeline:
         merger = self.merger
         for event in events:
             self.counters["events"] += 1
+            self.counters["event_records"] += len(event.records)
             if event.dropped_records:
                 self.counters["records_dropped_over_limit"] += event.dropped_records
             records = merger.event_records(event)

@@ -33,6 +33,7 @@ class Assembler:
             "events_flushed": 0,  # flushed at the end of input / shutdown
             "events_mixed_nodes": 0,
             "records_over_limit": 0,  # records dropped because their event exceeded max_event_bytes
+            "eoe_records": 0,  # EOE records (they end events and are not kept)
             "eoe_without_event": 0,
         }
 
@@ -46,6 +47,7 @@ class Assembler:
         key = (record.sec, record.msec, record.serial)
         entry = self._open.get(key)
         if code == EOE:
+            self.counters["eoe_records"] += 1
             if entry is None:
                 self.counters["eoe_without_event"] += 1
                 return []

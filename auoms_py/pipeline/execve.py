@@ -5,8 +5,8 @@ The kernel logs `argc=N a0=... a1=...` over one or more EXECVE records; a long a
 the bytes concatenated (AUOMS defect §10.3 concatenated the raw pieces: literal `""` at quoted boundaries, hex cut
 in half). `L` is the logged length (hex digits when hex-encoded), so a shortfall means pieces are missing.
 
-Missing arguments are shown as `<first...last>`, a missing piece as `<...>`, as AUOMS does. Unlike AUOMS, missing
-arguments at the end (fewer than argc) are shown too.
+Missing arguments are shown as `<first...last>`, a missing piece as `<...>`, as AUOMS does; arguments missing
+after the last one logged get no marker (AUOMS's test vectors expect none): `argc` shows how many there were.
 """
 from __future__ import annotations
 
@@ -111,6 +111,5 @@ def build_argv(execve_fields: list[list[tuple[str, str]]]) -> tuple[list[str], s
             text = unescape(value)[0]
             argv.append(text)
             words.append(bash_escape(text))
-    if gap_start is not None:
-        words.append(f"<{gap_start}...{count - 1}>")
+    # arguments missing at the end get no marker, as in AUOMS (its test vectors expect none); argc tells
     return argv, " ".join(words), argc if argc is not None else len(argv)

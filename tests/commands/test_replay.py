@@ -1,0 +1,58 @@
+"""`auoms-py replay` as users run it: a real process, files or stdin, summary on stderr."""
+import json
+import subprocess
+import sys
+
+from tests.paths import AUOMS_REF, REFERENCE, SAMPLES
+
+USERDB = ["--passwd", str(AUOMS_REF / "passwd"), "--group", str(AUOMS_REF / "group")]
+
+
+def replay(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "auoms_py", "replay", *args], input=stdin, capture_output=True,
+                          timeout=60)
+
+
+def test_mstic_output_is_the_syslog_body():
+    result = replay(*USERDB, str(AUOMS_REF / "raw_test_events.log"))
+    assert result.returncode == 0
+    expected = (AUOMS_REF / "raw_test_events.syslog.txt").read_bytes().replace(b"<14>", b"")
+    assert result.stdout == expected
+    assert b"read 46 lines" in result.stderr and b"0 malformed" in result.stderr
+
+
+def test_stdin_and_dash_and_formats():
+    data = (SAMPLES / "plugin-raw-node-execve-ls.raw").read_bytes()
+    for args in ([], ["-"]):
+        result = replay("--format", "json", "--quiet", *args, stdin=data)
+        assert result.returncode == 0 and result.stderr == b""
+        (obj,) = [json.loads(line) for line in result.stdout.splitlines()]
+        assert obj["argv"] == ["/bin/ls", "-l", "/etc/host name with space", "/etc/hostname"]
+    result = replay("--format", "oms", "--quiet", stdin=data)
+    assert json.loads(result.stdout)[1]["records"][0]["RecordType"] == "AUOMS_EXECVE"
+
+
+def test_malformed_lines_are_counted_and_shown_with_line_numbers(tmp_path):
+    log = tmp_path / "audit.log"
+    good = (SAMPLES / "plugin-raw-node-execve-ls.raw").read_bytes()
+    log.write_bytes(b"# a comment\nthis is not audit\n" + good + b"type=SYSCALL msg=audit(x): \n\xff\xfe\n")
+    result = replay(str(log))
+    assert result.returncode == 0
+    assert result.stdout.count(b"type=AUOMS_EXECVE") == 1
+    err = result.stderr.decode()
+    assert "3 malformed" in err
+    assert f"malformed: {log}:2: no type= field: 'this is not audit'" in err
+    assert f"malformed: {log}:11: bad event id audit(x)" in err
+
+
+def test_unreadable_input_fails():
+    result = replay("/nonexistent/audit.log")
+    assert result.returncode == 1 and b"No such file" in result.stderr
+
+
+def test_msticpy_log_every_event_out():
+    result = replay("--format", "json", str(REFERENCE / "msticpy" / "auditd_log.txt"))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 938 and all(json.loads(line) for line in lines)
+    assert "1708 records" in result.stderr.decode()

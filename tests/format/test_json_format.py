@@ -1,0 +1,62 @@
+"""The JSON format (docs/json-format.md): typed fields, exact argv, valid JSON for any input bytes."""
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auoms_py.format import json as json_format
+from auoms_py.format import mstic, oms
+from auoms_py.pipeline import Pipeline
+from tests.paths import AUOMS_REF, SAMPLES
+from tests.pipeline.helpers import json_objects, read_lines, run_lines
+
+
+def test_execve_record_as_json():
+    (obj,) = json_objects(run_lines(read_lines(AUOMS_REF / "raw_test_events.log"))[:1])
+    assert obj["type"] == "AUOMS_EXECVE"
+    assert obj["time"] == "2018-03-22T22:27:18.392Z" and obj["serial"] == 262332
+    assert obj["pid"] == 26918 and obj["uid"] == 0 and obj["user"] == "root" and obj["ses"] == 842
+    assert obj["syscall"] == "execve" and obj["syscall_r"] == 59
+    assert obj["argv"] == ["logger", "-t", "zfs-backup", "-p", "daemon.err",
+                           "zfs incremental backup of rpool/lxd failed: "]
+    assert obj["path_name"] == ["/usr/bin/logger", "/lib64/ld-linux-x86-64.so.2"]
+    assert obj["path_ouid"] == [0, 0]
+    assert obj["proctitle_argv"][0] == "logger"
+    assert obj["cmdline"] == 'logger -t zfs-backup -p daemon.err "zfs incremental backup of rpool/lxd failed: "'
+    assert obj["containerid"] == "" and obj["key"] == "auoms,execve"
+    keys = list(obj)
+    assert keys[:3] == ["type", "time", "serial"]
+
+
+def test_unset_session_is_a_number_and_node_is_kept():
+    objs = json_objects(run_lines(read_lines(SAMPLES / "plugin-raw-node-execve-ls.raw")))
+    assert objs[0]["node"] == "vm" and objs[0]["ses"] == -1 and objs[0]["auid"] == 4294967295
+
+
+def test_hex_arguments_decoded_to_unicode():
+    line = ('type=EXECVE msg=audit(1.001:1): argc=3 a0="printf" a1=C3A9E282AC a2=FF41')
+    (obj,) = json_objects(run_lines([line]))
+    assert obj["argv"] == ["printf", "é€", "\\xffA"]  # invalid UTF-8 as the characters \xNN
+    assert obj["cmdline"] == "printf $'\\xC3\\xA9\\xE2\\x82\\xAC' $'\\xFFA'"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_any_bytes_give_valid_output_in_every_format(chunks):
+    pipeline = Pipeline(None, log_time=True)
+    prefix = b'type=SYSCALL msg=audit(1.001:1): arch=c000003e syscall=59 items=1 a0='
+    lines = [prefix + chunks[0] if chunks else prefix]
+    lines += [b"type=EXECVE msg=audit(1.001:1): argc=2 a0=" + chunk for chunk in chunks[1:]]
+    lines += [b'type=PATH msg=audit(1.001:1): item=0 name=' + chunk for chunk in chunks[:2]]
+    lines += [b"type=USER_LOGIN msg=audit(1.001:2): msg='" + chunk + b"'" for chunk in chunks[:1]]
+    events = []
+    for line in lines:
+        events += pipeline.feed_line(line.decode("latin-1"))
+    events += pipeline.flush()
+    for records in events:
+        line = oms.format_event(records, frozenset())
+        json.loads(line)
+        for record in records:
+            json.loads(json_format.format_record(record))
+            body = mstic.format_record(record, frozenset())
+            assert "\n" not in body and "\x00" not in body
