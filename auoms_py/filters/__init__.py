@@ -13,10 +13,10 @@ The API the agent and `replay` use (everything else in this package is detail):
                 ...
     filters.reload()                      # SIGHUP: same as a watched change; False = kept the last good filters
     filters.metrics()                     # {"filter_dropped": {name: events}, "filters_active": ..., ...}
-    filters.close()                       # stops the watcher
+    filters.close()                       # stops the watcher and the process connector
 
-- `live=True` (the agent): the process tree is seeded from /proc and reads /proc for processes seen for the first
-  time (full cmdline, container id from the cgroup). `live=False` (replay, top on files, tests): the tree is built
+- `live=True` (the agent): the process tree is seeded from /proc, reads /proc for processes seen for the first
+  time (full cmdline, container id from the cgroup) and follows fork/exit through the kernel's process connector. `live=False` (replay, top on files, tests): the tree is built
   from the log alone; this host's /proc is never read.
 - `Filters(None)` filters nothing but still keeps the process tree (container ids, parent info for JSON).
 - A broken file: the constructor raises FilterConfigError (str(): `file:line: reason` per problem); a reload keeps
@@ -48,13 +48,20 @@ class Filters:
 
         self.path = path
         self.userdb = userdb
+        self._connector = None
+        seed = tree is None and live
         if tree is None:
             tree = ProcessTree(read_proc=live, proc_root=proc_root, max_processes=max_processes)
-            if live:
-                tree.seed_from_proc()
         self.tree = tree
         self.counters: dict[str, int] = {}
         self.engine = self._load()  # raises FilterConfigError: the agent refuses to start on a broken file
+        if seed:
+            from auoms_py.procs.connector import ProcConnector
+
+            connector = ProcConnector(tree)
+            if connector.start():  # before seeding: no fork between the two is missed
+                self._connector = connector
+            tree.seed_from_proc()
         self.reloads = 0
         self.reload_errors = 0
         self.last_error: str | None = None
@@ -126,6 +133,9 @@ class Filters:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        if self._connector is not None:
+            self._connector.stop()
+            self._connector = None
 
     def metrics(self) -> dict:
         engine = self.engine

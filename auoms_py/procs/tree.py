@@ -93,7 +93,9 @@ class ProcessTree:
         self.procs: dict[int, Proc] = {}
         self.clock = 0.0  # latest event time seen
         self._next_sweep = 0.0
-        self._pending: collections.deque = collections.deque()  # (kind, pid, ppid) from the process connector
+        # (kind, pid, ppid) from the process connector, applied on the next event; bounded for an agent that sees
+        # no events for a long time on a busy host (the oldest notes go: /proc and the events cover for them)
+        self._pending: collections.deque = collections.deque(maxlen=100_000)
         self.counters = {"seeded": 0, "execs": 0, "first_seen": 0, "proc_reads": 0, "forks": 0, "exits": 0,
                          "expired": 0, "evicted": 0, "pid_reused": 0}
 

@@ -1,0 +1,135 @@
+"""The kernel's process connector (NETLINK_CONNECTOR, CN_IDX_PROC): fork and exit of every process, as they happen.
+
+Audit rules rarely log fork and exit, yet the tree needs both: a fork links a child to its parent even if the parent
+exits before the child's first audited syscall (a daemon started by a package script), and an exit lets the entry
+expire. Root only (CAP_NET_ADMIN); when the kernel lacks CONFIG_PROC_EVENTS `start()` returns False and the tree
+falls back to /proc and the events themselves.
+
+Messages (linux/cn_proc.h, linux/connector.h): nlmsghdr (16 bytes), cn_msg {idx u32, val u32, seq u32, ack u32,
+len u16, flags u16} (20 bytes), then proc_event {what u32, cpu u32, timestamp_ns u64, union}. Threads are left out:
+only events whose pid equals its thread group id count.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+
+log = logging.getLogger("auoms_py.procs")
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+PROC_CN_MCAST_IGNORE = 2
+NLMSG_DONE = 3
+PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXIT = 0x80000000
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_CN_MSG = struct.Struct("=IIIIHH")
+_EVENT_HEAD = struct.Struct("=IIQ")
+_FORK = struct.Struct("=iiii")  # parent_pid parent_tgid child_pid child_tgid
+_EXIT = struct.Struct("=ii")  # process_pid process_tgid (exit_code ... follow)
+_HEADERS = _NLMSGHDR.size + _CN_MSG.size
+
+
+def _control_message(op: int) -> bytes:
+    payload = struct.pack("=I", op)
+    cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0) + payload
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(cn), NLMSG_DONE, 0, 0, os.getpid()) + cn
+
+
+def parse(data: bytes):
+    """(kind, pid, ppid) tuples of one datagram: ("fork", child, parent) / ("exit", pid, 0)."""
+    out = []
+    offset = 0
+    while offset + _HEADERS + _EVENT_HEAD.size <= len(data):
+        length = _NLMSGHDR.unpack_from(data, offset)[0]
+        if length < _HEADERS:
+            break
+        body = offset + _HEADERS
+        what = _EVENT_HEAD.unpack_from(data, body)[0]
+        union = body + _EVENT_HEAD.size
+        if what == PROC_EVENT_FORK and union + _FORK.size <= len(data):
+            _ppid, parent_tgid, child_pid, child_tgid = _FORK.unpack_from(data, union)
+            if child_pid == child_tgid:
+                out.append(("fork", child_pid, parent_tgid))
+        elif what == PROC_EVENT_EXIT and union + _EXIT.size <= len(data):
+            pid, tgid = _EXIT.unpack_from(data, union)
+            if pid == tgid:
+                out.append(("exit", pid, 0))
+        offset += (length + 3) & ~3
+    return out
+
+
+class ProcConnector:
+    """Feeds a ProcessTree with fork/exit notifications from a background thread."""
+
+    def __init__(self, tree, rcvbuf: int = 8 << 20):
+        self.tree = tree
+        self.rcvbuf = rcvbuf
+        self.sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.counters = {"forks": 0, "exits": 0, "overruns": 0}
+
+    def start(self) -> bool:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        except OSError as exc:
+            log.info("process connector unavailable (%s): the process tree relies on audit events and /proc", exc)
+            return False
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            sock.bind((0, CN_IDX_PROC))
+            sock.send(_control_message(PROC_CN_MCAST_LISTEN))
+        except OSError as exc:
+            sock.close()
+            log.info("process connector unavailable (%s): the process tree relies on audit events and /proc", exc)
+            return False
+        self.sock = sock
+        self._thread = threading.Thread(target=self._run, name="proc-connector", daemon=True)
+        self._thread.start()
+        return True
+
+    def _run(self) -> None:
+        sock = self.sock
+        tree = self.tree
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([sock], [], [], 0.5)
+                if not ready:
+                    continue
+                data = sock.recv(65536)
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                if exc.errno == 105:  # ENOBUFS: the kernel dropped notifications; the tree copes via /proc
+                    self.counters["overruns"] += 1
+                    continue
+                log.warning("process connector stopped: %s", exc)
+                return
+            for kind, pid, ppid in parse(data):
+                if kind == "fork":
+                    self.counters["forks"] += 1
+                    tree.note_fork(pid, ppid)
+                else:
+                    self.counters["exits"] += 1
+                    tree.note_exit(pid)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        if self.sock is not None:
+            try:
+                self.sock.send(_control_message(PROC_CN_MCAST_IGNORE))
+            except OSError:
+                pass
+            self.sock.close()
+            self.sock = None

@@ -1,0 +1,190 @@
+"""The process tree: from log events alone (replay), and live from this host's /proc and process connector."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from auoms_py.format import json as json_format
+from auoms_py.format import mstic
+from auoms_py.procs import containers, procfs
+from auoms_py.procs.connector import ProcConnector
+from auoms_py.procs.tree import ProcessTree
+from tests.filters.events import History
+
+CID = "ebe83cd204c57dc745ce21b595e6aaabf805dc4046024e8eacb84633d2461ec1"
+
+
+def observe(tree, event):
+    tree.observe(event)
+    return event[0]
+
+
+def test_container_id_comes_from_the_shim_and_is_inherited_in_replay():
+    h, tree = History(), ProcessTree()
+    shim = observe(tree, h.execve(50, 1, "/usr/bin/containerd-shim-runc-v2",
+                                  ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", CID,
+                                   "-address", "/run/containerd/containerd.sock"]))
+    assert shim.containerid == ""  # the shim runs on the host
+    child = observe(tree, h.execve(51, 50, "/usr/sbin/nginx", ["nginx", "-g", "daemon off;"]))
+    assert child.containerid == CID[:12]
+    grandchild = observe(tree, h.syscall(52, 51, "/usr/sbin/nginx", "connect"))  # a fork of nginx
+    assert grandchild.containerid == CID[:12]
+    assert mstic.format_record(grandchild).endswith(f" containerid={CID[:12]}")
+    host = observe(tree, h.syscall(60, 1, "/usr/bin/bash", "openat"))
+    assert host.containerid == ""
+
+
+def test_shim_v1_workdir_form():
+    argv = ["containerd-shim", "-namespace", "moby", "-workdir",
+            f"/var/lib/containerd/io.containerd.runtime.v1.linux/moby/{CID}", "-address", "/run/containerd.sock"]
+    assert containers.from_shim("/usr/bin/containerd-shim", argv) == CID[:12]
+    assert containers.from_shim("/usr/bin/bash", argv) == ""
+
+
+@pytest.mark.parametrize("text,expected", [
+    (f"0::/system.slice/docker-{CID}.scope\n", CID[:12]),
+    (f"12:memory:/docker/{CID}\n11:cpu:/docker/{CID}\n", CID[:12]),
+    ("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1a2b3c4d_5e6f.slice/"
+     f"cri-containerd-{CID}.scope\n", CID[:12]),
+    (f"0::/machine.slice/libpod-{CID}.scope/container\n", CID[:12]),
+    (f"1:name=systemd:/kubepods/besteffort/pod1a2b3c4d-5e6f/{CID}\n", CID[:12]),
+    ("0::/user.slice/user-1000.slice/session-3.scope\n", ""),
+    ("4:memory:/process_api/4cc6cc715c25152c91c65d777017b214\n0::/\n", ""),  # 32 hex: not a container id
+    ("", ""),
+])
+def test_container_id_from_cgroup(text, expected):
+    assert containers.from_cgroup(text) == expected
+
+
+def test_parent_exe_and_cmdline_reach_the_json_format():
+    h, tree = History(), ProcessTree()
+    observe(tree, h.execve(70, 1, "/usr/bin/bash", ["bash", "-c", "ls /tmp | wc"]))
+    rec = observe(tree, h.execve(71, 70, "/usr/bin/ls", ["ls", "/tmp"]))
+    assert rec.extra == {"parent_exe": "/usr/bin/bash", "parent_cmdline": 'bash -c "ls /tmp | wc"'}
+    obj = json.loads(json_format.format_record(rec))
+    assert obj["parent_exe"] == "/usr/bin/bash" and obj["parent_cmdline"] == 'bash -c "ls /tmp | wc"'
+    assert "parent_exe" not in mstic.format_record(rec)  # the MSTIC line is unchanged
+
+
+def test_a_parent_first_known_as_a_ppid_is_filled_in_later():
+    h, tree = History(), ProcessTree()
+    observe(tree, h.syscall(81, 80, "/usr/bin/child", "openat"))
+    stub = tree.get(80)
+    assert stub is not None and not stub.known and tree.get(81).parent is stub
+    rec = observe(tree, h.syscall(81, 80, "/usr/bin/child", "openat"))
+    assert rec.extra is None  # nothing known about the parent yet
+    observe(tree, h.syscall(80, 1, "/usr/sbin/daemon", "openat"))
+    assert stub.known and stub.exe == "/usr/sbin/daemon" and tree.get(80) is stub
+    assert observe(tree, h.syscall(81, 80, "/usr/bin/child", "openat")).extra["parent_exe"] == "/usr/sbin/daemon"
+
+
+def test_pid_reuse_and_reparenting():
+    h, tree = History(), ProcessTree()
+    observe(tree, h.execve(90, 1, "/usr/bin/dpkg"))
+    observe(tree, h.execve(91, 90, "/usr/bin/daemon"))
+    first = tree.get(91)
+    observe(tree, h.syscall(91, 1, "/usr/bin/daemon", "openat"))  # dpkg exited: reparented to init
+    assert tree.get(91) is first and first.parent.exe == "/usr/bin/dpkg"  # ancestry kept
+    observe(tree, h.syscall(91, 33, "/usr/bin/other", "openat"))  # another process got pid 91
+    assert tree.get(91) is not first and tree.counters["pid_reused"] == 1
+
+
+def test_exec_without_an_audited_execve_is_noticed_from_exe():
+    h, tree = History(), ProcessTree()
+    observe(tree, h.execve(95, 1, "/usr/bin/bash"))
+    proc = tree.get(95)
+    observe(tree, h.syscall(95, 1, "/usr/bin/python3", "openat", proctitle=["python3", "x.py"]))
+    assert tree.get(95) is proc and proc.exe == "/usr/bin/python3" and proc.cmdline == "python3 x.py"
+
+
+def test_exited_processes_expire_and_memory_is_bounded():
+    h = History()
+    tree = ProcessTree(exit_grace=60, check_interval=30, max_processes=100)
+    observe(tree, h.execve(100, 1, "/bin/short"))
+    observe(tree, h.syscall(100, 1, "/bin/short", "exit_group"))
+    assert tree.get(100).exited_at is not None
+    h.sec += 200  # the log's clock moves on
+    observe(tree, h.syscall(101, 1, "/bin/other", "openat"))
+    assert tree.get(100) is None and tree.counters["expired"] >= 1
+    for pid in range(1000, 1300):
+        observe(tree, h.execve(pid, 1, "/bin/many"))
+    assert len(tree) <= 100 and tree.counters["evicted"] > 0
+    assert tree.get(1299) is not None  # the most recent stay
+
+
+# ---- live: this host's /proc and process connector ----------------------------------------------------------
+
+def test_procfs_reads_this_process():
+    info = procfs.read_process(os.getpid())
+    assert info.ppid == os.getppid() and info.uid == os.getuid() and info.gid == os.getgid()
+    assert info.exe == os.path.realpath(sys.executable)
+    assert "pytest" in info.cmdline
+    assert procfs.read_process(2) is None  # kthreadd: a kernel thread, never a filter subject
+
+
+def test_seeding_from_proc_links_this_process_to_its_parent():
+    tree = ProcessTree(read_proc=True)
+    assert tree.seed_from_proc() > 1
+    me = tree.get(os.getpid())
+    assert me.exe == os.path.realpath(sys.executable) and me.parent is tree.get(os.getppid())
+
+
+def test_live_first_sight_takes_the_full_cmdline_from_proc():
+    long_arg = "x" * 300  # beyond the 128 bytes of a proctitle
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", long_arg])
+    try:
+        time.sleep(0.2)
+        h = History()
+        tree = ProcessTree(read_proc=True)
+        exe = os.path.realpath(sys.executable)
+        event = h.syscall(child.pid, os.getpid(), exe, "openat",
+                          proctitle=[sys.executable, "-c", "import time; time.sleep(30)", long_arg])
+        tree.observe(event)
+        proc = tree.get(child.pid)
+        assert proc.cmdline.endswith(long_arg)
+        assert len(event[0].cmdline) < 140  # what the event alone carried
+        assert proc.parent.pid == os.getpid() and proc.parent.exe == exe  # parent read from /proc
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_live_sweep_notices_exits_through_proc():
+    child = subprocess.Popen(["sleep", "30"])
+    h = History()
+    tree = ProcessTree(read_proc=True, check_interval=5, exit_grace=10)
+    tree.observe(h.syscall(child.pid, os.getpid(), "/usr/bin/sleep", "openat"))
+    child.kill()
+    child.wait()
+    h.sec += 10
+    tree.observe(h.syscall(os.getpid(), os.getppid(), os.path.realpath(sys.executable), "openat"))
+    assert tree.get(child.pid).exited_at is not None
+    h.sec += 20
+    tree.observe(h.syscall(os.getpid(), os.getppid(), os.path.realpath(sys.executable), "openat"))
+    assert tree.get(child.pid) is None
+
+
+def test_process_connector_links_a_fork_to_its_parent():
+    tree = ProcessTree(read_proc=True)
+    tree.seed_from_proc()
+    connector = ProcConnector(tree)
+    if not connector.start():
+        pytest.skip("no process connector here (needs root and CONFIG_PROC_EVENTS)")
+    try:
+        # a shell that forks a subshell which exits at once: never seen by audit or a /proc scan
+        shell = subprocess.run(["sh", "-c", "(exit 0); echo $$"], capture_output=True, text=True)
+        shell_pid = int(shell.stdout)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and connector.counters["exits"] < 2:
+            time.sleep(0.05)
+        h = History()
+        tree.observe(h.syscall(os.getpid(), os.getppid(), os.path.realpath(sys.executable), "openat"))
+        sh = tree.get(shell_pid)
+        assert sh is not None and sh.parent is tree.get(os.getpid())
+        assert sh.exited_at is not None
+        assert tree.counters["forks"] >= 2
+    finally:
+        connector.stop()
