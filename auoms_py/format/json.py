@@ -62,10 +62,11 @@ def to_dict(record: OutputRecord, excluded_types: frozenset = frozenset()) -> di
         if name == "node":
             continue
         obj[name] = _typed(name, value, style)
-    for type_name, fields in record.merged:
+    for merged in record.merged:
+        type_name = merged.type_name
         if type_name in excluded_types:
             continue
-        for name, value, style in fields:
+        for name, value, style in merged.fields:
             obj[f"{type_name}_{name}"] = _typed(name, value, style)
     if record.is_syscall:
         obj["containerid"] = record.containerid

@@ -31,9 +31,10 @@ def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCL
         return None
     parts = [f"type={record.type_name} audit({record.sec}.{record.msec:03d}:{record.serial}):"]
     _write_fields(parts, record.fields)
-    for type_name, fields in record.merged:
+    for merged in record.merged:
+        type_name = merged.type_name
         if type_name not in excluded_types:
-            _write_fields(parts, fields, type_name + "_")
+            _write_fields(parts, merged.fields, type_name + "_")
     if record.is_syscall:
         parts.append(f"containerid={record.containerid}")
     line = " ".join(parts)

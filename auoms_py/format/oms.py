@@ -15,9 +15,10 @@ def _record_json(record: OutputRecord, excluded_types) -> str:
     parts = [f'{{"RecordTypeCode":{record.code},"RecordType":{_json_string(record.type_name)}']
     for name, value, _style in record.fields:
         parts.append(f"{_json_string(name)}:{_json_string(tty_escape(value))}")
-    for type_name, fields in record.merged:
+    for merged in record.merged:
+        type_name = merged.type_name
         if type_name not in excluded_types:
-            for name, value, _style in fields:
+            for name, value, _style in merged.fields:
                 parts.append(f"{_json_string(type_name + '_' + name)}:{_json_string(tty_escape(value))}")
     if record.is_syscall:
         parts.append(f'"containerid":{_json_string(record.containerid)}')

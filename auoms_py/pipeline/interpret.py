@@ -184,28 +184,44 @@ def sockaddr_text(raw: str, arch: int | None = None) -> str | None:
 
 
 class Interpreter:
-    """Turns fields into output triples, with the user db for names."""
+    """Turns fields into output triples, with the user db for names (looked up once per distinct raw id)."""
 
     def __init__(self, userdb):
         self.userdb = userdb
+        self._generation = None
+        self._users: dict[str, str | None] = {}
+        self._groups: dict[str, str | None] = {}
+
+    def _check_userdb(self) -> None:
+        generation = self.userdb.generation if self.userdb is not None else 0
+        if generation != self._generation or len(self._users) > 4096 or len(self._groups) > 4096:
+            self._generation = generation
+            self._users.clear()
+            self._groups.clear()
 
     def user(self, raw: str) -> str | None:
-        uid = _id_number(raw)
-        if uid is None:
-            return None
-        if uid == UNSET_ID:
-            return "unset"
-        name = self.userdb.user_name(uid) if self.userdb is not None else None
-        return tty_escape(name) if name is not None else f"unknown-uid({uid})"
+        """Readable value of a uid field: name, `unset`, `unknown-uid(N)`, or None when raw is not an id."""
+        name = self._users.get(raw, False)
+        if name is False:
+            name = self._users[raw] = self._id_label(raw, "uid")
+        return name
 
     def group(self, raw: str) -> str | None:
-        gid = _id_number(raw)
-        if gid is None:
+        name = self._groups.get(raw, False)
+        if name is False:
+            name = self._groups[raw] = self._id_label(raw, "gid")
+        return name
+
+    def _id_label(self, raw: str, kind: str) -> str | None:
+        number = _id_number(raw)
+        if number is None:
             return None
-        if gid == UNSET_ID:
+        if number == UNSET_ID:
             return "unset"
-        name = self.userdb.group_name(gid) if self.userdb is not None else None
-        return tty_escape(name) if name is not None else f"unknown-gid({gid})"
+        name = None
+        if self.userdb is not None:
+            name = self.userdb.user_name(number) if kind == "uid" else self.userdb.group_name(number)
+        return name if name is not None else f"unknown-{kind}({number})"
 
     def add_fields(self, out: list, code: int, fields, arch_raw: str | None = None, renamed: bool = True,
                    skip: frozenset = frozenset()) -> None:
@@ -214,8 +230,11 @@ class Interpreter:
         renamed=False is for fields that will be prefixed with their record type (`OBJ_PID_ouid`): AUOMS does
         not rename those, so the readable value keeps the name and the raw one gets `_r`.
         """
+        self._check_userdb()
         append = out.append
         exceptions = RECORD_FIELD_KINDS.get(code)
+        kinds = FIELD_KINDS
+        id_names = _RENAMED_ID_NAMES if renamed else _PLAIN_ID_NAMES
         for name, raw in fields:
             if name in skip:
                 continue
@@ -224,20 +243,20 @@ class Interpreter:
             elif code == EXECVE and name[:1] == "a" and name != "argc" and not name.endswith("_len"):
                 kind = ESCAPED
             else:
-                kind = FIELD_KINDS.get(name, UNCLASSIFIED)
+                kind = kinds.get(name, UNCLASSIFIED)
             if kind == UNCLASSIFIED:
                 append((name, raw, BARE))
-            elif kind == ESCAPED:
-                text, how = unescape(raw)
-                append((name, text, TEXT if how else BARE))
             elif kind == UID or kind == GID:
                 readable = self.user(raw) if kind == UID else self.group(raw)
                 if readable is None:
                     append((name, raw, BARE))
                     continue
-                readable_name = READABLE_NAMES.get(name, name) if renamed else name
+                readable_name, raw_name = id_names.get(name) or (name, name + "_r")
                 append((readable_name, readable, BARE))
-                append((name if readable_name != name else name + "_r", raw, BARE))
+                append((raw_name, raw, BARE))
+            elif kind == ESCAPED:
+                text, how = unescape(raw)
+                append((name, text, TEXT if how else BARE))
             elif kind == SYSCALL:
                 append((name, syscall_name(raw, arch_raw), BARE))
                 append((name + "_r", raw, BARE))
@@ -270,12 +289,19 @@ class Interpreter:
             elif kind == KEY:
                 text, how = unescape(raw)
                 if how == QUOTED or how == HEX:
-                    append((name, tty_escape(text.replace(KEY_SEPARATOR, ",")), BARE))
+                    append((name, text.replace(KEY_SEPARATOR, ","), BARE))
                     append((name + "_r", raw, BARE))
                 else:
                     append((name, raw, BARE))
             else:  # UNESCAPED: our own text
                 append((name, raw, TEXT))
+
+
+_ID_FIELDS = [name for name, kind in FIELD_KINDS.items() if kind in (UID, GID)]
+# (readable name, raw name) of id fields: renamed as AUOMS's MSTIC output does, or plain for prefixed records
+_RENAMED_ID_NAMES = {name: (READABLE_NAMES[name], name) if name in READABLE_NAMES else (name, name + "_r")
+                     for name in _ID_FIELDS}
+_PLAIN_ID_NAMES = {name: (name, name + "_r") for name in _ID_FIELDS}
 
 
 def split_keys(raw: str | None) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from auoms_py.pipeline import model
 from auoms_py.pipeline.escape import join_args, split_proctitle, unescape
 from auoms_py.pipeline.execve import build_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
-from auoms_py.pipeline.model import BARE, TEXT, Event, OutputRecord
+from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
 
 SYSCALL_EVENT_TYPES = frozenset((model.SYSCALL, model.EXECVE, model.CWD, model.PATH, model.SOCKADDR,
                                  model.INTEGRITY_RULE))
@@ -30,7 +30,11 @@ def _int(value: str | None) -> int | None:
 
 
 def _json_array(values: list[str]) -> str:
-    # AUOMS writes these as JSON array text; ensure_ascii keeps control and non-ASCII bytes as \u escapes
+    """JSON array text, as AUOMS writes path_* (non-ASCII and control characters as \\u escapes)."""
+    joined = '","'.join(values)
+    plain = joined.count('"') == 2 * (len(values) - 1) and "\\" not in joined  # no quote inside a value
+    if plain and joined.isascii() and joined.isprintable():
+        return f'["{joined}"]'  # the common case, without the json module's overhead
     return json.dumps(values, separators=(",", ":"))
 
 
@@ -194,10 +198,13 @@ class Merger:
                     fields.append(("proctitle", text, BARE))
                     out.cmdline = text
 
-        for record in others:
-            merged_fields: list = []
-            add(merged_fields, record.code, record.fields(), arch_raw, renamed=False)
-            out.merged.append((record.type_name, merged_fields))
+        if others:
+            def interpret_merged(record, arch_raw=arch_raw):
+                merged_fields: list = []
+                add(merged_fields, record.code, record.fields(), arch_raw, renamed=False)
+                return merged_fields
+
+            out.merged = [MergedRecord(record.type_name, record, interpret_merged) for record in others]
 
         if event.dropped_records:
             out.dropped_records = event.dropped_records

@@ -93,13 +93,35 @@ class Event:
         return f"<Event {self.sec}.{self.msec:03d}:{self.serial} [{types}]>"
 
 
+class MergedRecord:
+    """A record folded into a merged syscall record as `<TYPE>_<field>` fields (OBJ_PID, MMAP, AVC, BPRM_FCAPS...).
+
+    Its fields are interpreted when a format first asks for them: an output that leaves the type out
+    (BPRM_FCAPS, on every exec by root, in the MSTIC output) never pays for them.
+    """
+
+    __slots__ = ("type_name", "record", "_interpret", "_fields")
+
+    def __init__(self, type_name: str, record: Record, interpret):
+        self.type_name = type_name
+        self.record = record
+        self._interpret = interpret  # record -> list of (name, value, style)
+        self._fields = None
+
+    @property
+    def fields(self) -> list[tuple[str, str, int]]:
+        if self._fields is None:
+            self._fields = self._interpret(self.record)
+        return self._fields
+
+
 class OutputRecord:
     """One record ready for the formatters: AUOMS_EXECVE / AUOMS_SYSCALL / AUOMS_SYSCALL_FRAGMENT merged from a
     syscall event, or a pass-through record of any other event.
 
     `fields` are (name, value, style) with names already as written (renamed, `_r` suffixes); `merged` holds the
-    other records of a syscall event as (type_name, fields) so that each output can leave out the record types it
-    does not write before prefixing the names (`OBJ_PID_opid`). The process attributes (pid, ppid, uid, gid, exe,
+    other records of a syscall event (MergedRecord) so that each output can leave out the record types it does
+    not write before prefixing the names (`OBJ_PID_opid`). The process attributes (pid, ppid, uid, gid, exe,
     cmdline, syscall, key) are the raw facts filters and the process tree work on.
     """
 
@@ -117,7 +139,7 @@ class OutputRecord:
         self.serial = serial
         self.node = node
         self.fields: list[tuple[str, str, int]] = []
-        self.merged: list[tuple[str, list[tuple[str, str, int]]]] = []
+        self.merged: list[MergedRecord] = []
         self.is_syscall = False  # merged from a syscall event: writes `containerid` last
         self.containerid = ""
         self.argv: list[str] | None = None  # decoded arguments (AUOMS_EXECVE)

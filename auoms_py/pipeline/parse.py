@@ -112,13 +112,10 @@ def split_fields(code: int, body: str) -> list[tuple[str, str]]:
             body = f"{body[:start]}{body[start + 5:end]} {body[end + 1:]}"
         else:  # no closing quote: take the rest as the message
             body = body[:start] + body[start + 5:]
+    if not _has_spaced_quote(body):
+        return [(name, value) for name, _, value in [token.partition("=") for token in body.split()]]
     fields: list[tuple[str, str]] = []
     append = fields.append
-    if '"' not in body:
-        for token in body.split():
-            name, _, value = token.partition("=")
-            append((name, value))
-        return fields
     parts = body.split(" ")
     count = len(parts)
     i = 0
@@ -140,3 +137,17 @@ def split_fields(code: int, body: str) -> list[tuple[str, str]]:
             value = " ".join(pieces)
         append((name, value))
     return fields
+
+
+def _has_spaced_quote(body: str) -> bool:
+    """Whether some double-quoted value holds whitespace (rare: the kernel hex-encodes such text)."""
+    start = body.find('"')
+    while start >= 0:
+        end = body.find('"', start + 1)
+        if end < 0:
+            return True
+        segment = body[start + 1:end]
+        if " " in segment or "\t" in segment:
+            return True
+        start = body.find('"', end + 1)
+    return False

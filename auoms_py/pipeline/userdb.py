@@ -49,12 +49,14 @@ class UserDB:
         self._next_check = 0.0
         self.users: dict[int, str] = {}
         self.groups: dict[int, str] = {}
+        self.generation = 0  # bumped on every (re)load: lets callers drop names they cached
         self.reload()
 
     def reload(self) -> None:
         self._stamps = (_stamp(self.passwd_path), _stamp(self.group_path))
         self.users = _read_db(self.passwd_path)
         self.groups = _read_db(self.group_path)
+        self.generation += 1
         self._next_check = self._clock() + self.check_interval
 
     def refresh(self) -> bool:
