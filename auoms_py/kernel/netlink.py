@@ -234,13 +234,14 @@ class AuditNetlink:
     # ---- requests -------------------------------------------------------------------------------------------------
 
     def request(self, msg_type: int, payload: bytes, *, reply_type: int | None = None,
-                multi: bool = False) -> list[memoryview | bytes]:
+                multi: bool = False) -> list[bytes]:
         """Send one request with an ACK asked for; return the reply payloads (none when reply_type is None).
 
         Waits for the ACK and, when a reply is expected, for the reply (multi: for NLMSG_DONE), in either order.
         Records arriving meanwhile are queued for recv_record()."""
         self._seq = (self._seq + 1) & 0x7FFFFFFF or 1
         seq = self._seq
+        payload = bytes(payload).ljust((len(payload) + 3) & ~3, b"\0")  # NLMSG_SPACE, as libaudit sends it
         header = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, 0)
         self._sock.sendto(header + payload, (0, 0))
         name = _REQUEST_NAMES.get(msg_type, str(msg_type))
