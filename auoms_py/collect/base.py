@@ -1,0 +1,95 @@
+"""What every collector shares: the life cycle the agent drives and the counters it reports.
+
+    c.open()                       acquire the source (raises CollectorError with a message for the operator)
+    c.fileno() -> int | None       a descriptor to poll for input, or None: the agent calls read() every
+                                   c.poll_interval seconds
+    c.read(pipe, now) -> events    feed what is available now (never blocks) into the pipeline
+    c.periodic(now)                housekeeping every second or so (kernel lost counter, saving the position)
+    c.has_more                     read() stopped at its budget with input left: call again at once
+    c.finished                     True when no more input will come (stdin closed, `once` file read)
+    c.close(pipe, now) -> events   release the source (restoring kernel state) after feeding the rest
+
+Counters: records, bytes (of record text), malformed (records the pipeline rejected), lost (records known lost
+before they reached us: kernel drops, socket overflows), plus collector-specific ones.
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("auoms_py.collect")
+
+MAX_RECORDS_PER_READ = 4096  # one read() call feeds at most this many, so timers and signals keep their pace
+
+
+class CollectorError(Exception):
+    """The collector cannot start; the message says why and what to do."""
+
+
+class Collector:
+    kind = "collector"
+    poll_interval: float | None = None
+
+    def __init__(self):
+        self.counters = {"records": 0, "bytes": 0, "malformed": 0, "lost": 0}
+        self.finished = False
+        self.has_more = False  # read() stopped at its budget: call it again without waiting
+        self._malformed_base: int | None = None
+        self._failures_logged = 0
+
+    def describe(self) -> str:
+        return f"{self.kind} input"
+
+    def open(self) -> None:
+        pass
+
+    def fileno(self) -> int | None:
+        return None
+
+    def read(self, pipe, now: float) -> list:
+        raise NotImplementedError
+
+    def periodic(self, now: float) -> None:
+        pass
+
+    def close(self, pipe, now: float) -> list:
+        return []
+
+    def status(self) -> dict:
+        return dict(self.counters)
+
+    def feed_lines(self, lines, pipe, now: float) -> list:
+        """Feed text lines (bytes, without their newline) to the pipeline; empty lines are skipped."""
+        out: list = []
+        feed = pipe.feed_line
+        counters = self.counters
+        for raw in lines:
+            if not raw:
+                continue
+            counters["records"] += 1
+            counters["bytes"] += len(raw)
+            text = raw.decode("latin-1")
+            try:
+                events = feed(text, now)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the agent
+                self.feed_failed(exc, text)
+                continue
+            if events:
+                out.extend(events)
+        return out
+
+    def note_malformed(self, pipe) -> None:
+        """Take the pipeline's malformed count as ours (one collector feeds one pipeline)."""
+        counters = getattr(pipe, "counters", None)
+        if not counters:
+            return
+        current = counters.get("malformed", 0)
+        if self._malformed_base is None:
+            self._malformed_base = current
+        self.counters["malformed"] = current - self._malformed_base + self._failures_logged
+
+    def feed_failed(self, exc: Exception, text: str) -> None:
+        """A record the pipeline choked on: count it as malformed, log the first ones, carry on."""
+        self._failures_logged += 1
+        self.counters["malformed"] += 1
+        if self._failures_logged <= 10:
+            log.error("%s: record not processed (%s: %s): %.300r", self.describe(), type(exc).__name__, exc, text)

@@ -1,0 +1,1 @@
+"""The running agent: configuration, wiring of collector -> pipeline -> outputs, signals, metrics."""

@@ -1,0 +1,462 @@
+"""The agent: one collector feeding the pipeline, filters, and every configured output, in one loop.
+
+    collector --records--> pipeline --events--> filters --> outputs (each in its own format)
+
+Start (nothing starts half-configured): the configuration was validated as a whole before we get here; then the
+pipeline, filters and rules are prepared (files read and checked, nothing touched), the outputs opened, and only
+then the collector (which may register with the kernel), and the rules applied. A failure at any step undoes the
+steps before it and ends with a message.
+
+The loop waits with poll() and a timeout on the collector's descriptor and on a self-pipe written by the signal
+handlers, so SIGTERM/SIGINT/SIGHUP are handled at once, and drives `pipe.tick(now)` on a timer so that events
+without their EOE record come out while the input is idle.
+
+Signals: SIGTERM and SIGINT stop (kernel state restored, pipeline flushed, outputs drained); SIGHUP reopens the
+output files (logrotate) and reloads the configuration: a broken new file is reported and the running
+configuration kept; changed outputs are replaced, rules re-applied, filters re-read; a changed input or pipeline
+section takes effect at the next start. SIGUSR1 logs the metrics line at once.
+
+Hooks for later stages:
+- filters: `auoms_py.filters.load(path)` returning an object with `apply(events) -> events` (and raising
+  ValueError/OSError with a message for a bad file). Until that module exists a configured filter file is only
+  checked to be readable YAML and nothing is filtered (logged once at start).
+- rules: `auoms_py.rules` sync (see _prepare_rules / _apply_rules).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+
+from auoms_py.collect.base import Collector, CollectorError
+from auoms_py.outputs.base import Output, build_outputs
+from auoms_py.service import metrics
+from auoms_py.service.config import Config, ConfigError, load
+from auoms_py.service.notify import notify
+
+log = logging.getLogger("auoms_py.agent")
+
+PERIODIC_EVERY = 0.5  # seconds between collector housekeeping calls
+
+
+class StartError(Exception):
+    """The agent could not start; the message is for the operator."""
+
+
+def build_collector(config: Config) -> Collector:
+    inp = config.input
+    if inp.type == "netlink":
+        from auoms_py.collect.netlink import NetlinkCollector
+        return NetlinkCollector(backlog_limit=inp.backlog_limit, backlog_wait_time=inp.backlog_wait_time,
+                                enable=inp.enable, receive_buffer=inp.receive_buffer,
+                                status_interval=inp.status_interval)
+    if inp.type == "multicast":
+        from auoms_py.collect.multicast import MulticastCollector
+        return MulticastCollector(inp.receive_buffer, inp.status_interval)
+    if inp.type == "plugin":
+        from auoms_py.collect.plugin import PluginCollector
+        return PluginCollector()
+    if inp.type == "file":
+        from auoms_py.collect.file import FileCollector
+        return FileCollector(inp.path, config.data_dir, once=inp.once, poll_interval=inp.poll_interval)
+    raise ValueError(f"unknown input type {inp.type!r}")
+
+
+def build_pipeline(config: Config):
+    from auoms_py.pipeline import Pipeline, UserDB
+
+    pc = config.pipeline
+    return Pipeline(userdb=UserDB(pc.passwd, pc.group), flush_timeout=pc.flush_timeout,
+                    max_open_events=pc.max_open_events)
+
+
+def load_filters(path: str | None):
+    """The filter hook for `filters:`: an object with apply(events) -> events, or None (nothing filtered)."""
+    if not path:
+        return None
+    if not os.path.exists(path):
+        log.info("filters: %s does not exist; no events are filtered", path)
+        return None
+    try:
+        from auoms_py import filters as filters_module
+    except ImportError:
+        filters_module = None
+    if filters_module is not None and hasattr(filters_module, "load"):
+        return filters_module.load(path)
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"filters: {path}: {exc}") from None
+    log.warning("filters: %s is valid YAML, but this version does not apply filters yet", path)
+    return None
+
+
+class Agent:
+    def __init__(self, config: Config, *, config_path: str | None = None, input_override: dict | None = None):
+        self.config = config
+        self.config_path = config_path or config.source
+        self.input_override = input_override  # CLI --input, re-applied on reload
+        self.pipe = None
+        self.collector: Collector | None = None
+        self.outputs: list[Output] = []
+        self._output_configs: dict[str, tuple] = {}  # name -> (OutputConfig, Output)
+        self.filter = None
+        self.rules = None
+        self.counters = {"events": 0, "reloads": 0, "reload_failures": 0, "event_errors": 0}
+        self.started = time.monotonic()
+        self._stop_signal: int | None = None
+        self._reload = False
+        self._report_now = False
+        self._wake_r = self._wake_w = -1
+        self._old_handlers: dict = {}
+        self._old_wakeup = -1
+        self._event_errors_logged = 0
+
+    # ---- start ----------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Prepare everything, open outputs, then the collector, then apply rules. Raises StartError (after undoing
+        what was done) when a step fails."""
+        cfg = self.config
+        try:
+            self.pipe = build_pipeline(cfg)
+            self.filter = load_filters(cfg.filters)
+            self._prepare_rules(cfg)
+            self._make_data_dir(cfg)
+            outputs = build_outputs(cfg.outputs)
+            collector = build_collector(cfg)
+        except (OSError, ValueError, ImportError) as exc:
+            raise StartError(str(exc)) from None
+        opened: list[Output] = []
+        try:
+            for out, out_cfg in zip(outputs, cfg.outputs):
+                try:
+                    out.open()
+                except OSError as exc:
+                    raise StartError(f"{out.describe()}: cannot open: {exc.strerror or exc}") from None
+                opened.append(out)
+                self._output_configs[out.name] = (out_cfg, out)
+            self.outputs = opened
+            try:
+                collector.open()
+            except CollectorError as exc:
+                raise StartError(str(exc)) from None
+            except OSError as exc:
+                raise StartError(f"{collector.describe()}: {exc}") from None
+            self.collector = collector
+            self._apply_rules()
+        except BaseException:
+            if self.collector is not None:
+                self.collector.close(self.pipe, time.monotonic())
+                self.collector = None
+            for out in opened:
+                out.close()
+            self.outputs = []
+            raise
+        log.info("started: %s -> %s", collector.describe(), ", ".join(o.describe() for o in self.outputs))
+
+    def _make_data_dir(self, cfg: Config) -> None:
+        try:
+            os.makedirs(cfg.data_dir, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"data_dir: cannot create {cfg.data_dir}: {exc.strerror}") from None
+
+    def _prepare_rules(self, cfg: Config) -> None:
+        """Read and check the rules directory (touches nothing in the kernel)."""
+        self.rules = None
+        if not cfg.rules_dir:
+            return
+        if not os.path.isdir(cfg.rules_dir):
+            log.info("rules_dir %s does not exist: no rules are loaded", cfg.rules_dir)
+            return
+        try:
+            from auoms_py.rules import sync as rules_sync
+        except ImportError:
+            log.warning("rules_dir %s: this version cannot load rules yet", cfg.rules_dir)
+            return
+        self.rules = rules_sync.RulesSync(cfg.rules_dir)
+
+    def _apply_rules(self) -> None:
+        if self.rules is not None:
+            self.rules.apply()
+
+    # ---- loop -----------------------------------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
+                             (signal.SIGHUP, self._on_hup), (signal.SIGUSR1, self._on_usr1)):
+            self._old_handlers[sig] = signal.signal(sig, handler)
+
+    def restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+        if self._wake_w >= 0:
+            signal.set_wakeup_fd(self._old_wakeup)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+
+    def _on_stop(self, signum, _frame) -> None:
+        self._stop_signal = signum
+
+    def _on_hup(self, _signum, _frame) -> None:
+        self._reload = True
+
+    def _on_usr1(self, _signum, _frame) -> None:
+        self._report_now = True
+
+    def stop(self) -> None:
+        """Ask the loop to end (from a signal handler or another thread)."""
+        self._stop_signal = self._stop_signal or -1
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:
+                pass
+
+    def loop(self) -> None:
+        collector = self.collector
+        pipe = self.pipe
+        poller = select.poll()
+        if self._wake_r >= 0:
+            poller.register(self._wake_r, select.POLLIN)
+        fd = collector.fileno()
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
+        tick_every = max(0.02, min(0.25, self.config.pipeline.flush_timeout / 2))
+        now = time.monotonic()
+        next_tick = now + tick_every
+        next_periodic = now
+        next_read = now  # collectors without a descriptor are read on a timer
+        metrics_every = self.config.metrics_interval
+        next_metrics = now + metrics_every if metrics_every else float("inf")
+        next_metrics_file = now + 5.0
+        while self._stop_signal is None:
+            if collector.has_more:
+                timeout_ms = 0
+            else:
+                deadline = min(next_tick, next_periodic, next_metrics, next_read if fd is None else next_tick)
+                timeout_ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            ready = poller.poll(timeout_ms)
+            input_ready = False
+            for rfd, _mask in ready:
+                if rfd == self._wake_r:
+                    try:
+                        while os.read(self._wake_r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    input_ready = True
+            now = time.monotonic()
+            events = None
+            if input_ready or collector.has_more or (fd is None and now >= next_read):
+                events = collector.read(pipe, now)
+                if fd is None:
+                    next_read = now + collector.poll_interval
+            if now >= next_tick:
+                ticked = pipe.tick(now)
+                if ticked:
+                    events = ticked if not events else events + ticked
+                next_tick = now + tick_every
+            if events:
+                self.dispatch(events)
+            for out in self.outputs:
+                out.flush()
+            if now >= next_periodic:
+                collector.periodic(now)
+                next_periodic = now + PERIODIC_EVERY
+                if now >= next_metrics_file:
+                    self._write_metrics_file()
+                    next_metrics_file = now + 5.0
+            if now >= next_metrics or self._report_now:
+                self._report_now = False
+                log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
+                if metrics_every:
+                    next_metrics = now + metrics_every
+            if self._reload:
+                self._reload = False
+                self.reload()
+            if collector.finished and not collector.has_more:
+                log.info("%s: input ended", collector.describe())
+                break
+
+    def dispatch(self, events: list) -> None:
+        if self.filter is not None:
+            events = self.filter.apply(events)
+        self.counters["events"] += len(events)
+        outputs = self.outputs
+        for event in events:
+            for out in outputs:
+                try:
+                    out.write_event(event)
+                except Exception as exc:  # noqa: BLE001 - one event a formatter chokes on must not stop the agent
+                    self._event_failed(out, event, exc)
+
+    def _event_failed(self, out: Output, event, exc: Exception) -> None:
+        self.counters["event_errors"] += 1
+        out.counters["errors"] += 1
+        self._event_errors_logged += 1
+        if self._event_errors_logged <= 10:
+            log.exception("%s: event %s not written (%s)", out.describe(),
+                          event[0].event_id if event else "?", exc)
+
+    # ---- reload ---------------------------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        notify("RELOADING=1")
+        for out in self.outputs:
+            out.reopen()
+        try:
+            new = load(self.config_path)
+            if self.input_override:
+                apply_input_override(new, self.input_override)
+        except ConfigError as exc:
+            self.counters["reload_failures"] += 1
+            log.error("reload: %s\n  keeping the running configuration", exc)
+            notify("READY=1")
+            return
+        old = self.config
+        if new.input != old.input:
+            log.warning("reload: the input section changed; that takes effect at the next start")
+        if new.pipeline != old.pipeline or new.data_dir != old.data_dir:
+            log.warning("reload: pipeline/data_dir changed; that takes effect at the next start")
+        try:
+            new_filter = load_filters(new.filters) if (new.filters != old.filters or new.filters) else self.filter
+        except (OSError, ValueError) as exc:
+            self.counters["reload_failures"] += 1
+            log.error("reload: %s; keeping the running configuration", exc)
+            notify("READY=1")
+            return
+        if not self._swap_outputs(new):
+            self.counters["reload_failures"] += 1
+            notify("READY=1")
+            return
+        self.filter = new_filter
+        set_log_level(new.log_level)
+        new.input, new.pipeline, new.data_dir = old.input, old.pipeline, old.data_dir
+        self.config = new
+        try:
+            self._prepare_rules(new)
+            self._apply_rules()
+        except Exception as exc:  # noqa: BLE001 - a bad rule file must not stop a running agent
+            log.error("reload: rules not applied: %s", exc)
+        self.counters["reloads"] += 1
+        log.info("reload: configuration %s applied", self.config_path)
+        notify("READY=1")
+
+    def _swap_outputs(self, new: Config) -> bool:
+        """Keep outputs whose configuration is unchanged; open the new and changed ones first (all or nothing),
+        then close those that went away."""
+        keep: dict[str, tuple] = {}
+        fresh: list[tuple] = []
+        for out_cfg in new.outputs:
+            current = self._output_configs.get(out_cfg.name)
+            if current is not None and current[0] == out_cfg:
+                keep[out_cfg.name] = current
+            else:
+                fresh.append(out_cfg)
+        opened: list[tuple] = []
+        try:
+            built = build_outputs(fresh)
+            for out_cfg, out in zip(fresh, built):
+                out.open()
+                opened.append((out_cfg, out))
+        except (OSError, ValueError, ImportError) as exc:
+            log.error("reload: output cannot be opened (%s); keeping the running configuration", exc)
+            for _cfg, out in opened:
+                out.close()
+            return False
+        retired = [pair for name, pair in self._output_configs.items() if name not in keep]
+        by_name = dict(keep)
+        by_name.update((cfg.name, (cfg, out)) for cfg, out in opened)
+        self._output_configs = {cfg.name: by_name[cfg.name] for cfg in new.outputs}
+        self.outputs = [pair[1] for pair in self._output_configs.values()]
+        for _cfg, out in retired:
+            out.close()
+        return True
+
+    # ---- stop -----------------------------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Restore the kernel, flush the pipeline, drain the outputs. Safe to call after a failed loop."""
+        now = time.monotonic()
+        events: list = []
+        if self.collector is not None:
+            try:
+                events.extend(self.collector.close(self.pipe, now))
+            except Exception:  # noqa: BLE001
+                log.exception("%s: error while closing", self.collector.describe())
+        if self.pipe is not None:
+            try:
+                events.extend(self.pipe.flush())
+            except Exception:  # noqa: BLE001
+                log.exception("pipeline: error while flushing")
+        if events and self.outputs:
+            self.dispatch(events)
+        for out in self.outputs:
+            try:
+                out.flush()
+                out.close()
+            except Exception:  # noqa: BLE001
+                log.exception("%s: error while closing", out.describe())
+        if self.collector is not None:
+            log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
+            self._write_metrics_file()
+
+    def _write_metrics_file(self) -> None:
+        try:
+            metrics.write(metrics.snapshot(self), os.path.join(self.config.data_dir, "metrics.json"))
+        except OSError as exc:
+            log.debug("metrics file not written: %s", exc)
+
+    # ---- all of it ------------------------------------------------------------------------------------------------
+
+    def run(self, on_started=None) -> int:
+        """Start, loop until stopped or the input ends, shut down. Returns the exit status.
+        `on_started(error_text_or_None)` is called once the start succeeded or failed (daemon mode reports it)."""
+        self.install_signals()
+        try:
+            try:
+                self.start()
+            except StartError as exc:
+                log.error("%s", exc)
+                if on_started:
+                    on_started(str(exc))
+                return 1
+            if on_started:
+                on_started(None)
+            notify("READY=1", f"STATUS=collecting from {self.collector.describe()}")
+            try:
+                self.loop()
+            except Exception:  # noqa: BLE001
+                log.exception("agent stopped by an error")
+                return 1
+            finally:
+                notify("STOPPING=1")
+                if self._stop_signal and self._stop_signal > 0:
+                    log.info("stopping (%s)", signal.Signals(self._stop_signal).name)
+                self.shutdown()
+            return 0
+        finally:
+            self.restore_signals()
+
+
+def apply_input_override(config: Config, override: dict) -> None:
+    """`auoms-py run --input TYPE[:PATH]`: replace the configured input (kept through reloads)."""
+    from auoms_py.service.config import InputConfig
+
+    if config.input.type != override["type"] or override.get("path"):
+        config.input = InputConfig(type=override["type"], path=override.get("path"))
+
+
+def set_log_level(level: str) -> None:
+    logging.getLogger().setLevel(getattr(logging, level.upper()))
