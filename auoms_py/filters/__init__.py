@@ -6,6 +6,7 @@ The API the agent and `replay` use (everything else in this package is detail):
 
     filters = Filters("/etc/auoms-py/filters.yaml", live=True, userdb=pipeline.userdb)  # raises FilterConfigError
     filters.watch()                       # hot reload: a saved change applies within ~0.5 s (agent only)
+    # (the agent uses `load(path)`: the same, live and watched; `filters.apply(events)` keeps the undropped ones)
     for event in pipeline.feed_netlink(...):            # event: list[OutputRecord]
         if filters.process(event):        # tree.observe(event) then judge; falsy = dropped
             for output in outputs:
@@ -36,7 +37,7 @@ import threading
 from auoms_py.filters.engine import KEEP, FilterEngine, OutputFilter, Verdict
 from auoms_py.filters.schema import FilterConfigError
 
-__all__ = ["Filters", "FilterEngine", "FilterConfigError", "OutputFilter", "Verdict", "KEEP"]
+__all__ = ["Filters", "FilterEngine", "FilterConfigError", "OutputFilter", "Verdict", "KEEP", "load"]
 
 log = logging.getLogger("auoms_py.filters")
 
@@ -91,6 +92,11 @@ class Filters:
         engine = self.engine  # one engine per event, whatever a concurrent reload does
         self.tree.observe(event)
         return engine.judge(event)
+
+    def apply(self, events: list) -> list:
+        """The events no filter drops (each observed and judged in order)."""
+        process = self.process
+        return [event for event in events if process(event)]
 
     def output(self, name: str) -> OutputFilter:
         return self.engine.output(name)
@@ -147,3 +153,11 @@ class Filters:
             "filter_reload_errors": self.reload_errors,
             "process_tree_size": len(self.tree),
         }
+
+
+def load(path: str, *, live: bool = True, userdb=None, watch: bool = True) -> Filters:
+    """The agent's hook: filters for the live host, hot-reloaded (FilterConfigError, a ValueError, on a bad file)."""
+    filters = Filters(path, live=live, userdb=userdb)
+    if watch:
+        filters.watch()
+    return filters

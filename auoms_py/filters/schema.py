@@ -48,8 +48,9 @@ _SYSCALL_NAME = re.compile(r"^[a-z0-9_]+$")
 _RECORD_TYPE_NAME = re.compile(r"^[A-Z0-9_]+(?:\[\d+\])?$")
 
 
-class FilterConfigError(Exception):
-    """The filter file cannot be used. `problems` lists (line, reason); line 0 means the file as a whole."""
+class FilterConfigError(ValueError):
+    """The filter file cannot be used. `problems` lists (line, reason); line 0 means the file as a whole.
+    (A ValueError, so callers that report any bad configuration file this way need nothing special.)"""
 
     def __init__(self, path: str, problems: list[tuple[int, str]]):
         self.path = path

@@ -18,8 +18,8 @@ section takes effect at the next start. SIGUSR1 logs the metrics line at once.
 
 Hooks for later stages:
 - filters: `auoms_py.filters.load(path)` returning an object with `apply(events) -> events` (and raising
-  ValueError/OSError with a message for a bad file). Until that module exists a configured filter file is only
-  checked to be readable YAML and nothing is filtered (logged once at start).
+  ValueError/OSError with a message for a bad file), `output(name).apply(event)` for what one output leaves out,
+  `reload()` (SIGHUP; the file is also watched), `metrics()` and `close()`.
 - rules: `auoms_py.rules` sync (see _prepare_rules / _apply_rules).
 """
 from __future__ import annotations
@@ -294,10 +294,13 @@ class Agent:
             events = self.filter.apply(events)
         self.counters["events"] += len(events)
         outputs = self.outputs
+        per_output = getattr(self.filter, "output", None)  # record types / fields each output leaves out
         for event in events:
             for out in outputs:
                 try:
-                    out.write_event(event)
+                    records = per_output(out.name).apply(event) if per_output is not None else event
+                    if records:
+                        out.write_event(records)
                 except Exception as exc:  # noqa: BLE001 - one event a formatter chokes on must not stop the agent
                     self._event_failed(out, event, exc)
 
@@ -330,7 +333,11 @@ class Agent:
         if new.pipeline != old.pipeline or new.data_dir != old.data_dir:
             log.warning("reload: pipeline/data_dir changed; that takes effect at the next start")
         try:
-            new_filter = load_filters(new.filters) if (new.filters != old.filters or new.filters) else self.filter
+            if new.filters and new.filters == old.filters and hasattr(self.filter, "reload"):
+                self.filter.reload()  # a broken file keeps the last good filters (and says why)
+                new_filter = self.filter
+            else:
+                new_filter = load_filters(new.filters) if (new.filters != old.filters or new.filters) else self.filter
         except (OSError, ValueError) as exc:
             self.counters["reload_failures"] += 1
             log.error("reload: %s; keeping the running configuration", exc)
@@ -340,6 +347,8 @@ class Agent:
             self.counters["reload_failures"] += 1
             notify("READY=1")
             return
+        if new_filter is not self.filter and hasattr(self.filter, "close"):
+            self.filter.close()  # its file watcher and process connector
         self.filter = new_filter
         set_log_level(new.log_level)
         new.input, new.pipeline, new.data_dir = old.input, old.pipeline, old.data_dir
@@ -411,6 +420,8 @@ class Agent:
         if self.collector is not None:
             log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
             self._write_metrics_file()
+        if hasattr(self.filter, "close"):
+            self.filter.close()
 
     def _write_metrics_file(self) -> None:
         try:

@@ -17,6 +17,7 @@ def snapshot(agent) -> dict:
         "pipeline": dict(getattr(agent.pipe, "counters", {}) or {}),
         "outputs": {out.name: {"type": out.kind, "format": out.format.name, **out.status()} for out in agent.outputs},
         "agent": dict(agent.counters),
+        "filters": agent.filter.metrics() if hasattr(agent.filter, "metrics") else {},
         "process": {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "max_rss_kib": usage.ru_maxrss},
     }
 
@@ -33,6 +34,9 @@ def summary(snap: dict) -> str:
     for name, out in snap["outputs"].items():
         keys = ("messages", "sent", "queued", "dropped", "cut", "errors")
         parts.append(f"output {name}: " + " ".join(f"{k}={out[k]}" for k in keys if k in out))
+    dropped = snap.get("filters", {}).get("filter_dropped")
+    if dropped:
+        parts.append("filters dropped: " + " ".join(f"{k}={v}" for k, v in sorted(dropped.items())))
     parts.append(f"cpu={snap['process']['cpu_seconds']:.1f}s rss={snap['process']['max_rss_kib'] // 1024}MiB")
     return "; ".join(parts)
 
