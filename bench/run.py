@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -37,21 +36,17 @@ def make_corpus(events: int, seed: int, interleave: int, no_eoe: bool) -> Path:
     return path
 
 
-def timed(cmd: list[str], stdin_path: Path | None = None) -> tuple[float, float, float]:
-    """(wall seconds, cpu seconds, peak RSS MiB) of a child process writing to /dev/null."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, cpu seconds, peak RSS MiB) of one child process writing to /dev/null."""
     start = time.perf_counter()
     with open(os.devnull, "wb") as devnull:
-        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-        try:
-            subprocess.run(cmd, stdin=stdin, stdout=devnull, stderr=devnull, check=True)
-        finally:
-            if stdin_path:
-                stdin.close()
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=devnull, stderr=devnull)
+        _pid, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss / 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{cmd[0]} failed with {child.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def stage_costs(path: Path) -> list[tuple[str, float]]:
@@ -134,14 +129,14 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     auoms = [str(REPO / ".venv" / "bin" / "auoms-py") if (REPO / ".venv/bin/auoms-py").exists() else "auoms-py"]
     runs = [
-        ("ausearch -i (auditd 3.0.9, C)", ["ausearch", "-i", "--input", str(corpus)], None),
-        ("auoms-py replay --format mstic", auoms + ["replay", "--quiet", str(corpus)], None),
-        ("auoms-py replay --format json", auoms + ["replay", "--quiet", "--format", "json", str(corpus)], None),
-        ("auoms-py replay --format oms", auoms + ["replay", "--quiet", "--format", "oms", str(corpus)], None),
+        ("ausearch -i (auditd 3.0.9, C)", ["ausearch", "-i", "--input", str(corpus)]),
+        ("auoms-py replay --format mstic", auoms + ["replay", "--quiet", str(corpus)]),
+        ("auoms-py replay --format json", auoms + ["replay", "--quiet", "--format", "json", str(corpus)]),
+        ("auoms-py replay --format oms", auoms + ["replay", "--quiet", "--format", "oms", str(corpus)]),
     ]
     baseline = None
-    for label, cmd, stdin in runs:
-        wall, cpu, rss = timed(cmd, stdin)
+    for label, cmd in runs:
+        wall, cpu, rss = timed(cmd)
         if baseline is None:
             baseline = wall
         print(f"| {label} | {wall:.2f} | {cpu:.2f} | {events / wall:,.0f} | {size_mb / wall:.1f} | {rss:.0f} | "
