@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     parser.add_argument("--group", default="/etc/group", help="group db for gid names (default: /etc/group)")
     parser.add_argument("--flush-timeout", type=float, default=1.0, metavar="SECONDS",
                         help="flush an event without EOE once the log's time has moved on this long (default: 1)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", metavar="FILE", help="apply the filter file this agent configuration names, to "
+                       "try a filter change on a saved log before deploying it")
+    which.add_argument("--filters", metavar="FILE", help="apply this filter file")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
     parser.set_defaults(func=run)
 
@@ -77,11 +81,18 @@ def _open_inputs(names: list[str]):
 
 
 def run(args) -> int:
+    from auoms_py.service.config import ConfigError
+
     pipeline = Pipeline(UserDB(args.passwd, args.group), flush_timeout=args.flush_timeout, log_time=True)
     writer = Writer(sys.stdout.buffer, args.format,
                     mstic.DEFAULT_EXCLUDED_TYPES if args.format != "json" else frozenset())
     stats = {"lines": 0, "comments": 0, "bytes": 0}
     malformed: list[tuple[str, int, str, str]] = []
+    try:
+        filters = _filters(args, pipeline)  # None: nothing filtered
+    except (ValueError, ConfigError) as exc:  # file, line/key and reason
+        print(f"auoms-py replay: {exc}", file=sys.stderr)
+        return 1
     try:
         for name, stream in _open_inputs(args.files):
             for lineno, raw in enumerate(stream, 1):
@@ -96,8 +107,9 @@ def run(args) -> int:
                 if pipeline.counters["malformed"] != before and len(malformed) < MALFORMED_SHOWN:
                     malformed.append((name, lineno, pipeline.malformed_samples[-1][0], line.rstrip("\n")))
                 if out:
-                    writer.write(out)
-        writer.write(pipeline.flush())
+                    writer.write(filters.apply(out) if filters else out)
+        out = pipeline.flush()
+        writer.write(filters.apply(out) if filters else out)
         sys.stdout.buffer.flush()
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
@@ -106,7 +118,27 @@ def run(args) -> int:
         return 1
     if not args.quiet:
         _summary(pipeline, writer, stats, malformed)
+        if filters is not None:
+            dropped = ", ".join(f"{k} {v}" for k, v in sorted(filters.counters.items(), key=lambda kv: -kv[1]))
+            print(f"filters ({filters.path}) dropped: {dropped or 'nothing (no active filter)'}", file=sys.stderr)
     return 0
+
+
+def _filters(args, pipeline):
+    """The filters of --config / --filters, judging from the log alone (this host's /proc is never read)."""
+    path = args.filters
+    if args.config:
+        from auoms_py.service.config import load
+
+        path = load(args.config).filters
+        if not path:
+            print(f"auoms-py replay: {args.config} names no filter file; nothing is filtered", file=sys.stderr)
+            return None
+    if not path:
+        return None
+    from auoms_py.filters import Filters
+
+    return Filters(path, live=False, userdb=pipeline.userdb)  # warnings (unknown users) are logged to stderr
 
 
 def _summary(pipeline: Pipeline, writer: Writer, stats: dict, malformed: list) -> None:

@@ -342,8 +342,9 @@ class _Checker:
             depth_node = entries["depth"][1]
             depth = self.value(depth_node) if isinstance(depth_node, ScalarNode) else None
             if not isinstance(depth, int) or isinstance(depth, bool) or depth < -1:
+                shown = repr(depth_node.value) if isinstance(depth_node, ScalarNode) else _kind(depth_node)
                 self.problem(depth_node, f"{where}: depth must be -1 (all descendants), 0 (the process only) or a "
-                                         f"number of generations, not {depth_node.value if isinstance(depth_node, ScalarNode) else _kind(depth_node)!r}")
+                                         f"number of generations, not {shown}")
             else:
                 spec.depth = depth
         if "enabled" in entries:
