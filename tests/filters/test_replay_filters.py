@@ -44,7 +44,8 @@ def test_replay_never_reads_this_hosts_proc(tmp_path):
     from tests.filters.events import History
 
     history = History()
-    history.syscall(os.getpid(), os.getppid(), "/usr/bin/other", "openat", proctitle=["other"])
+    # same exe as this live process: a /proc-reading tree would take its full command line (with "pytest")
+    history.syscall(os.getpid(), os.getppid(), os.path.realpath(sys.executable), "openat", proctitle=["other"])
     log = tmp_path / "audit.log"
     log.write_text("\n".join(history.lines) + "\n")
     filters = tmp_path / "filters.yaml"
