@@ -16,11 +16,14 @@ output files (logrotate) and reloads the configuration: a broken new file is rep
 configuration kept; changed outputs are replaced, rules re-applied, filters re-read; a changed input or pipeline
 section takes effect at the next start. SIGUSR1 logs the metrics line at once.
 
-Hooks for later stages:
-- filters: `auoms_py.filters.load(path)` returning an object with `apply(events) -> events` (and raising
-  ValueError/OSError with a message for a bad file), `output(name).apply(event)` for what one output leaves out,
-  `reload()` (SIGHUP; the file is also watched), `metrics()` and `close()`.
-- rules: `auoms_py.rules` sync (see _prepare_rules / _apply_rules).
+Filters (`filters:`, auoms_py.filters): every event goes through `Filters.process` (process tree: container id,
+parent; then the process filters), then each output's own record-type/field drops. A broken filter file stops the
+start with its file:line; a missing one filters nothing (the process tree still runs). The file is watched and
+reloaded on change (and on SIGHUP); a broken edit keeps the last good filters.
+
+Rules (`rules_dir:`, auoms_py.rules): synced into the kernel once the collector runs (owner key
+`rules_owner_key`), then watched: an edit is applied within a second, a rule deleted behind our back is put back
+within 15 s. Problems are logged as file:line. `remove_rules_on_exit: true` deletes the agent's own rules at exit.
 """
 from __future__ import annotations
 
@@ -72,28 +75,20 @@ def build_pipeline(config: Config):
                     max_open_events=pc.max_open_events)
 
 
-def load_filters(path: str | None):
-    """The filter hook for `filters:`: an object with apply(events) -> events, or None (nothing filtered)."""
-    if not path:
-        return None
-    if not os.path.exists(path):
-        log.info("filters: %s does not exist; no events are filtered", path)
-        return None
-    try:
-        from auoms_py import filters as filters_module
-    except ImportError:
-        filters_module = None
-    if filters_module is not None and hasattr(filters_module, "load"):
-        return filters_module.load(path)
-    import yaml
+def load_filters(config: Config, userdb):
+    """The Filters for `filters:` (a missing file: no filters, but the process tree still gives container ids and
+    parents). Raises ValueError (FilterConfigError) naming file:line for a broken file."""
+    from auoms_py.filters import Filters
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"filters: {path}: {exc}") from None
-    log.warning("filters: %s is valid YAML, but this version does not apply filters yet", path)
-    return None
+    path = config.filters
+    if path and not os.path.exists(path):
+        log.info("filters: %s does not exist; no events are filtered", path)
+        path = None
+    live = config.input.type != "file" or not config.input.once  # this host's /proc describes the events
+    filters = Filters(path, live=live, userdb=userdb)
+    if path:
+        filters.watch()
+    return filters
 
 
 class Agent:
@@ -105,9 +100,10 @@ class Agent:
         self.collector: Collector | None = None
         self.outputs: list[Output] = []
         self._output_configs: dict[str, tuple] = {}  # name -> (OutputConfig, Output)
-        self.filter = None
-        self.rules = None
-        self.counters = {"events": 0, "reloads": 0, "reload_failures": 0, "event_errors": 0}
+        self.filters = None  # auoms_py.filters.Filters
+        self.rules = None  # auoms_py.rules.sync.RulesSync
+        self.rules_watcher = None
+        self.counters = {"events": 0, "filtered": 0, "reloads": 0, "reload_failures": 0, "event_errors": 0}
         self.started = time.monotonic()
         self._stop_signal: int | None = None
         self._reload = False
@@ -125,12 +121,13 @@ class Agent:
         cfg = self.config
         try:
             self.pipe = build_pipeline(cfg)
-            self.filter = load_filters(cfg.filters)
-            self._prepare_rules(cfg)
             self._make_data_dir(cfg)
             outputs = build_outputs(cfg.outputs)
             collector = build_collector(cfg)
+            self._prepare_rules(cfg)
+            self.filters = load_filters(cfg, self.pipe.userdb)
         except (OSError, ValueError, ImportError) as exc:
+            self._close_rules_and_filters()
             raise StartError(str(exc)) from None
         opened: list[Output] = []
         try:
@@ -157,6 +154,7 @@ class Agent:
             for out in opened:
                 out.close()
             self.outputs = []
+            self._close_rules_and_filters()
             raise
         log.info("started: %s -> %s", collector.describe(), ", ".join(o.describe() for o in self.outputs))
 
@@ -167,23 +165,57 @@ class Agent:
             raise OSError(f"data_dir: cannot create {cfg.data_dir}: {exc.strerror}") from None
 
     def _prepare_rules(self, cfg: Config) -> None:
-        """Read and check the rules directory (touches nothing in the kernel)."""
-        self.rules = None
+        """Read and check the rules directory; problems are logged with file:line (the good rules still load)."""
         if not cfg.rules_dir:
             return
+        from auoms_py.rules.sync import RulesSync
+
+        self.rules = RulesSync(cfg.rules_dir, owner_key=cfg.rules_owner_key, backlog_limit=None)
         if not os.path.isdir(cfg.rules_dir):
-            log.info("rules_dir %s does not exist: no rules are loaded", cfg.rules_dir)
+            log.info("rules_dir %s does not exist: no rules loaded (it is watched: creating it loads them)",
+                     cfg.rules_dir)
             return
-        try:
-            from auoms_py.rules import sync as rules_sync
-        except ImportError:
-            log.warning("rules_dir %s: this version cannot load rules yet", cfg.rules_dir)
-            return
-        self.rules = rules_sync.RulesSync(cfg.rules_dir)
+        parsed = self.rules.read_rules()
+        for problem in parsed.errors:
+            log.error("rules: %s", problem)
 
     def _apply_rules(self) -> None:
+        """First sync now (the rules are in before the loop starts), then keep them in sync."""
+        if self.rules is None:
+            return
+        from auoms_py.rules.watch import RulesWatcher
+
+        self._rules_report(self.rules.sync(), first=True)
+        self.rules_watcher = RulesWatcher(self.rules, on_report=self._rules_report)
+        self.rules_watcher.start()
+
+    def _rules_report(self, report, first: bool = False) -> None:
+        if first or report.changed:
+            log.info("rules %s: %s", self.rules.rules_path, report.summary().splitlines()[0])
+        for problem in report.errors:
+            log.error("rules: %s", problem)
+        for problem in report.warnings:
+            log.warning("rules: %s", problem)
+
+    def _stop_rules(self) -> None:
+        if self.rules_watcher is not None:
+            self.rules_watcher.stop()
+            self.rules_watcher = None
         if self.rules is not None:
-            self.rules.apply()
+            if self.config.remove_rules_on_exit and self.collector is not None:
+                try:
+                    removed = self.rules.remove_owned()
+                    log.info("rules: %d rule(s) of owner %r removed", len(removed), self.rules.owner_key)
+                except OSError as exc:
+                    log.error("rules: cannot remove our rules: %s", exc)
+            self.rules.close()
+            self.rules = None
+
+    def _close_rules_and_filters(self) -> None:
+        self._stop_rules()
+        if self.filters is not None:
+            self.filters.close()
+            self.filters = None
 
     # ---- loop -----------------------------------------------------------------------------------------------------
 
@@ -290,26 +322,33 @@ class Agent:
                 break
 
     def dispatch(self, events: list) -> None:
-        if self.filter is not None:
-            events = self.filter.apply(events)
-        self.counters["events"] += len(events)
+        filters = self.filters
         outputs = self.outputs
-        per_output = getattr(self.filter, "output", None)  # record types / fields each output leaves out
+        counters = self.counters
         for event in events:
+            if filters is not None:
+                try:
+                    if not filters.process(event):
+                        counters["filtered"] += 1
+                        continue
+                except Exception as exc:  # noqa: BLE001 - a filter bug must not stop the agent: keep the event
+                    self._event_failed(None, event, exc)
+            counters["events"] += 1
             for out in outputs:
                 try:
-                    records = per_output(out.name).apply(event) if per_output is not None else event
+                    records = filters.output(out.name).apply(event) if filters is not None else event
                     if records:
                         out.write_event(records)
                 except Exception as exc:  # noqa: BLE001 - one event a formatter chokes on must not stop the agent
                     self._event_failed(out, event, exc)
 
-    def _event_failed(self, out: Output, event, exc: Exception) -> None:
+    def _event_failed(self, out: Output | None, event, exc: Exception) -> None:
         self.counters["event_errors"] += 1
-        out.counters["errors"] += 1
+        if out is not None:
+            out.counters["errors"] += 1
         self._event_errors_logged += 1
         if self._event_errors_logged <= 10:
-            log.exception("%s: event %s not written (%s)", out.describe(),
+            log.exception("%s: event %s: %s", out.describe() if out else "filters",
                           event[0].event_id if event else "?", exc)
 
     # ---- reload ---------------------------------------------------------------------------------------------------
@@ -332,32 +371,41 @@ class Agent:
             log.warning("reload: the input section changed; that takes effect at the next start")
         if new.pipeline != old.pipeline or new.data_dir != old.data_dir:
             log.warning("reload: pipeline/data_dir changed; that takes effect at the next start")
-        try:
-            if new.filters and new.filters == old.filters and hasattr(self.filter, "reload"):
-                self.filter.reload()  # a broken file keeps the last good filters (and says why)
-                new_filter = self.filter
-            else:
-                new_filter = load_filters(new.filters) if (new.filters != old.filters or new.filters) else self.filter
-        except (OSError, ValueError) as exc:
-            self.counters["reload_failures"] += 1
-            log.error("reload: %s; keeping the running configuration", exc)
-            notify("READY=1")
-            return
+        new_filters = None
+        appeared = (new.filters and self.filters is not None and self.filters.path is None
+                    and os.path.exists(new.filters))
+        if new.filters != old.filters or appeared:
+            try:
+                new_filters = load_filters(new, self.pipe.userdb)  # another file, or the file appeared
+            except (OSError, ValueError) as exc:
+                self.counters["reload_failures"] += 1
+                log.error("reload: %s; keeping the running configuration", exc)
+                notify("READY=1")
+                return
         if not self._swap_outputs(new):
             self.counters["reload_failures"] += 1
+            if new_filters is not None:
+                new_filters.close()
             notify("READY=1")
             return
-        if new_filter is not self.filter and hasattr(self.filter, "close"):
-            self.filter.close()  # its file watcher and process connector
-        self.filter = new_filter
+        if new_filters is not None:
+            old_filters, self.filters = self.filters, new_filters
+            if old_filters is not None:
+                old_filters.close()  # its file watcher and process connector
+        elif self.filters is not None and self.filters.path:
+            self.filters.reload()  # a broken file keeps the last good filters (and says why)
         set_log_level(new.log_level)
         new.input, new.pipeline, new.data_dir = old.input, old.pipeline, old.data_dir
         self.config = new
-        try:
-            self._prepare_rules(new)
-            self._apply_rules()
-        except Exception as exc:  # noqa: BLE001 - a bad rule file must not stop a running agent
-            log.error("reload: rules not applied: %s", exc)
+        if (new.rules_dir, new.rules_owner_key) != (old.rules_dir, old.rules_owner_key):
+            self._stop_rules()
+            try:
+                self._prepare_rules(new)
+                self._apply_rules()
+            except Exception as exc:  # noqa: BLE001 - a bad rule file must not stop a running agent
+                log.error("reload: rules not applied: %s", exc)
+        elif self.rules_watcher is not None:
+            self.rules_watcher.trigger()
         self.counters["reloads"] += 1
         log.info("reload: configuration %s applied", self.config_path)
         notify("READY=1")
@@ -399,6 +447,9 @@ class Agent:
         """Restore the kernel, flush the pipeline, drain the outputs. Safe to call after a failed loop."""
         now = time.monotonic()
         events: list = []
+        if self.rules_watcher is not None:
+            self.rules_watcher.stop()
+            self.rules_watcher = None
         if self.collector is not None:
             try:
                 events.extend(self.collector.close(self.pipe, now))
@@ -420,8 +471,7 @@ class Agent:
         if self.collector is not None:
             log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
             self._write_metrics_file()
-        if hasattr(self.filter, "close"):
-            self.filter.close()
+        self._close_rules_and_filters()
 
     def _write_metrics_file(self) -> None:
         try:

@@ -108,6 +108,8 @@ class Config:
     input: InputConfig
     outputs: list[OutputConfig]
     rules_dir: str | None = None
+    rules_owner_key: str = "auoms"  # key that marks the rules the agent owns (keeps in sync, may remove)
+    remove_rules_on_exit: bool = False
     filters: str | None = None
     data_dir: str = DEFAULT_DATA_DIR
     log_level: str = "info"
@@ -292,6 +294,8 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
         input=inp,
         outputs=outputs,
         rules_dir=top.path("rules_dir"),
+        rules_owner_key=top.string("rules_owner_key", "auoms"),
+        remove_rules_on_exit=top.boolean("remove_rules_on_exit", False),
         filters=top.path("filters"),
         data_dir=top.path("data_dir", DEFAULT_DATA_DIR),
         log_level=top.choice("log_level", LOG_LEVELS, "info"),
@@ -303,6 +307,8 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
     top.finish()
     if config.rules_dir and os.path.exists(config.rules_dir) and not os.path.isdir(config.rules_dir):
         errors.append(f"rules_dir: {config.rules_dir} is not a directory")
+    if not config.rules_owner_key or "\x01" in config.rules_owner_key or len(config.rules_owner_key) > 128:
+        errors.append("rules_owner_key: must be 1 to 128 characters (an audit rule key)")
     if config.filters and os.path.isdir(config.filters):
         errors.append(f"filters: {config.filters} is a directory; name the filter file")
     if errors:

@@ -17,7 +17,7 @@ def snapshot(agent) -> dict:
         "pipeline": dict(getattr(agent.pipe, "counters", {}) or {}),
         "outputs": {out.name: {"type": out.kind, "format": out.format.name, **out.status()} for out in agent.outputs},
         "agent": dict(agent.counters),
-        "filters": agent.filter.metrics() if hasattr(agent.filter, "metrics") else {},
+        "filters": agent.filters.metrics() if agent.filters is not None else {},
         "process": {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "max_rss_kib": usage.ru_maxrss},
     }
 
