@@ -108,8 +108,9 @@ class Merger:
         syscall_readable = None
         if syscall is not None:
             sys_fields = syscall.fields()
-            arch_raw = syscall.get("arch")
-            raw_number = syscall.get("syscall")
+            values = dict(sys_fields[::-1])  # first occurrence wins
+            arch_raw = values.get("arch")
+            raw_number = values.get("syscall")
             syscall_readable = syscall_name(raw_number, arch_raw) if raw_number is not None else None
             if syscall_readable is not None and syscall_readable.startswith("execve"):
                 code, type_name = model.AUOMS_EXECVE, "AUOMS_EXECVE"
@@ -121,21 +122,14 @@ class Merger:
                 fields.append(("node", syscall.node, BARE))
             add(fields, model.SYSCALL, sys_fields, arch_raw, skip=_SKIP_SYSCALL_FIELDS)
             out.syscall = syscall_readable
-            for name, value in sys_fields:
-                if name == "pid":
-                    out.pid = _int(value)
-                elif name == "ppid":
-                    out.ppid = _int(value)
-                elif name == "uid":
-                    out.uid = _int(value)
-                elif name == "gid":
-                    out.gid = _int(value)
-                elif name == "exe":
-                    out.exe = unescape(value)[0]
-                elif name == "key":
-                    out.keys = split_keys(value)
-                elif name == "success":
-                    out.success = value
+            out.pid = _int(values.get("pid"))
+            out.ppid = _int(values.get("ppid"))
+            out.uid = _int(values.get("uid"))
+            out.gid = _int(values.get("gid"))
+            exe = values.get("exe")
+            out.exe = unescape(exe)[0] if exe is not None else None
+            out.keys = split_keys(values.get("key"))
+            out.success = values.get("success")
         else:
             first = event.records[0]
             out = OutputRecord(model.AUOMS_SYSCALL_FRAGMENT, "AUOMS_SYSCALL_FRAGMENT", event.sec, event.msec,
