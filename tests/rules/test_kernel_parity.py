@@ -22,11 +22,12 @@ from auoms_py.rules.encode import format_rule
 from auoms_py.rules.sync import RulesSync
 from auoms_py.rules.syntax import parse_file
 from tests.audit_kernel import KernelRules, needs_kernel
-from tests.paths import AUOMS_REF, REFERENCE
+from tests.paths import AUOMS_REF, REFERENCE, REPO
 
 pytestmark = [pytest.mark.kernel, needs_kernel]
 
-RULE_FILES = [AUOMS_REF / "mstic-research.rules"] + sorted((REFERENCE / "peers/audit-userspace/rules").glob("*.rules"))
+RULE_FILES = ([AUOMS_REF / "mstic-research.rules"] + sorted((REFERENCE / "peers/audit-userspace/rules").glob("*.rules"))
+              + sorted((REPO / "rules").glob("**/*.rules")))  # and the rules auoms-py ships
 
 
 def keys_pair() -> tuple[str, str]:
