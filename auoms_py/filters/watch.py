@@ -12,10 +12,16 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import (EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED, EVENT_TYPE_DELETED, EVENT_TYPE_MODIFIED,
+                             EVENT_TYPE_MOVED, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 log = logging.getLogger("auoms_py.filters")
+
+
+# changes of content or of which file the name points to; not opened / closed-without-writing / attributes, which
+# our own reading of the file would trigger (a reload loop)
+_CHANGES = frozenset((EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED, EVENT_TYPE_DELETED, EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED))
 
 
 class _Handler(FileSystemEventHandler):
@@ -23,6 +29,8 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event) -> None:
+        if event.event_type not in _CHANGES:
+            return
         paths = [getattr(event, "src_path", None), getattr(event, "dest_path", None)]
         for path in paths:
             if path:
