@@ -362,7 +362,7 @@ class _Checker:
                     spec.disabled = f"unknown {what} {text!r}"
                     node_ = entries[what][1]
                     self.warn(node_, f"filter {spec.name!r} disabled: unknown {what} {text!r} "
-                                     f"(not in this host's {'passwd' if what == 'user' else 'group'} database); the other filters apply")
+                                     f"(not in the {'user' if what == 'user' else 'group'} database); the other filters apply")
                     break
         if spec.disabled is None and spec.matches_every_process():
             self.warn(node, f"filter {spec.name!r} names no user, group, exe or cmdline: it applies to every process")
