@@ -500,7 +500,8 @@ def _format_syscalls(rule: RuleData, machine: str | None) -> str:
     names = []
     for nr in range(AUDIT_BITMASK_SIZE * 32):
         if rule.mask[nr // 32] & (1 << (nr % 32)):
-            names.append(syscall_name(nr, machine) or str(nr))
+            uring = listno == tables.LISTS["io_uring"]  # io_uring operation numbers, not syscalls
+            names.append((None if uring else syscall_name(nr, machine)) or str(nr))
     return f" -S {','.join(names)}" if names else ""
 
 

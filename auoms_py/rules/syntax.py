@@ -295,7 +295,12 @@ def parse_line(words: list[str], *, host_machine: str, features: int, warnings: 
                 raise RuleError("syscalls can't be given for the filesystem list")
             if exclude:
                 raise RuleError("syscalls can't be given for the exclude list")
-            if not enc.arch:
+            if listno == tables.LISTS["io_uring"]:
+                for op_number in arg.split(","):
+                    if op_number != "all" and not op_number.isdigit():
+                        raise RuleError(f"the io_uring list takes io_uring operation numbers with -S, not names: "
+                                        f"{op_number}")
+            elif not enc.arch:
                 unknown_arch_syscalls.append(arg)
             for syscall in arg.split(","):
                 if syscall:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from auoms_py.kernel.netlink import AuditNetlink, AuditStatus
-from auoms_py.kernel.ruledata import RuleData
 from auoms_py.rules.encode import format_rule
 from auoms_py.rules.sync import RulesSync, check_rules
 from auoms_py.rules.watch import RulesWatcher

@@ -107,11 +107,18 @@ def test_keys_several_and_as_field():
     ("-l", "-l (list) is not a rules file command"),
     ("-R other.rules", "-R (nested rule files) is not a rules file command"),
     ("-x", "unknown option -x"),
+    ("-a always,io_uring -S openat", "the io_uring list takes io_uring operation numbers with -S, not names: openat"),
     ("-a always,exit -k", "option -k needs a value"),
     ("-w '/unclosed", "the watch path must start with '/': '/unclosed"),  # an unclosed quote is data
 ])
 def test_refusals_say_what_is_wrong(text, message):
     assert errors(text) == [f"x.rules:1: {message}"]
+
+
+def test_io_uring_list_takes_operation_numbers():
+    from auoms_py.rules.encode import format_rule
+    (rule,) = parse("-a always,io_uring -S 18,19 -F uid=0 -k ring").rules
+    assert format_rule(rule.data, "x86_64") == "-a always,io_uring -S 18,19 -F uid=0 -F key=ring"
 
 
 def test_exclude_list_fields():
