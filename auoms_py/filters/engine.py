@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 
+from auoms_py.filters.match import to_subject_text
 from auoms_py.filters.schema import (ALL_OUTPUTS, FilterConfig, OutputFilterSpec, ProcessFilterSpec, load_file,
                                      lookup_group, lookup_user)
 from auoms_py.pipeline.model import OutputRecord
@@ -185,6 +186,20 @@ class FilterEngine:
         self.generation = next(_generations)
         self.filters = [ProcessFilter(spec) for spec in self.config.process_filters if spec.disabled is None]
         self.disabled = [spec for spec in self.config.process_filters if spec.disabled is not None]
+        # candidates by exact exe (most filters name one program), the rest tried on every process; file order kept
+        # so that the first filter of the file that drops an event is the one counted
+        self._order = {f: i for i, f in enumerate(self.filters)}
+        self._by_exe: dict[str, list[ProcessFilter]] = {}
+        self._by_uid: dict[int, list[ProcessFilter]] = {}
+        self._generic: list[ProcessFilter] = []
+        for f in self.filters:
+            if f.exe is not None and f.exe.kind == "equals":
+                for value in f.exe.values:
+                    self._by_exe.setdefault(to_subject_text(value), []).append(f)
+            elif f.user is not None:
+                self._by_uid.setdefault(f.user, []).append(f)
+            else:
+                self._generic.append(f)
         keys = self.config.keys
         self.keys_drop = keys.drop
         self.keys_keep = keys.keep
@@ -245,7 +260,16 @@ class FilterEngine:
         """Filters the process itself meets (whatever their depth)."""
         if proc.self_gen == self.generation:
             return proc.self_matched
-        found = tuple(f for f in self.filters if f.matches(proc)) if proc.known else ()
+        if not proc.known:
+            found = ()
+        else:
+            found = [f for f in self._generic if f.matches(proc)]
+            for candidates in (self._by_exe.get(proc.exe), self._by_uid.get(proc.uid)):
+                if candidates:
+                    found += [f for f in candidates if f.matches(proc)]
+            if len(found) > 1:
+                found.sort(key=self._order.__getitem__)
+            found = tuple(found)
         proc.self_matched = found
         proc.self_gen = self.generation
         return found

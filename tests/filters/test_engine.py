@@ -290,3 +290,17 @@ def test_output_filter_noop_returns_the_same_list():
     engine = engine_for("process_filters: []")
     event = History().syscall(1700, 1, "/bin/x", "openat")
     assert engine.output("any").apply(event) is event
+
+
+def test_the_first_filter_of_the_file_that_drops_is_counted_whatever_its_kind():
+    for first, second in (("by-cmdline", "by-exe"), ("by-exe", "by-cmdline")):
+        filters = {
+            "by-cmdline": "{name: by-cmdline, user: root, cmdline: {prefix: /usr/bin/tool}}",
+            "by-exe": "{name: by-exe, exe: /usr/bin/tool}",
+        }
+        run = Run(f"process_filters:\n  - {filters[first]}\n  - {filters[second]}\n"
+                  f"  - {{name: by-glob, exe: {{glob: '/usr/bin/t*'}}}}\n")
+        run.execve(1800, 1, "/usr/bin/tool")
+        verdict = run.syscall(1800, 1, "/usr/bin/tool", "openat")
+        assert verdict.filter == first
+        assert run.engine.counters == {first: 2, second: 0, "by-glob": 0}
