@@ -2,9 +2,13 @@
 import re
 import subprocess
 import sys
+import time
+
+import pytest
 
 from auoms_py.filters.schema import load_text
 from auoms_py.filters.stats import NoiseStats
+from tests.audit_kernel import audit_enabled, audit_key, kernel_rules, needs_kernel  # noqa: F401 (fixtures)
 from tests.filters.events import History
 from tests.paths import REFERENCE, REPO
 
@@ -125,3 +129,32 @@ def test_plain_output_never_writes_raw_control_bytes(tmp_path):
     log.write_text("\n".join(history.lines) + "\n")
     out = top("--no-filters", str(log))
     assert "\x1b" not in out and "\\x1B[2Jname" in out
+
+
+@pytest.mark.kernel
+@needs_kernel
+def test_live_mode_reads_the_multicast_stream(audit_enabled, kernel_rules, audit_key):  # noqa: F811
+    import random
+
+    auid = random.randint(60000, 64999)
+    kernel_rules.add(f"-a always,exit -F arch=b64 -S openat -F auid={auid}")
+    top_run = subprocess.Popen([sys.executable, "-m", "auoms_py", "top", "--live", "--duration", "4", "--plain",
+                                "--no-filters", "--limit", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+
+    def as_auid() -> None:
+        with open("/proc/self/loginuid", "w") as f:
+            f.write(str(auid))
+
+    time.sleep(1.5)  # top has joined the group
+    for _ in range(10):
+        subprocess.run(["cat", "/etc/hostname"], stdout=subprocess.DEVNULL, preexec_fn=as_auid, check=True)
+    out, err = top_run.communicate(timeout=60)
+    assert top_run.returncode == 0, err
+    found = tables(out)
+    keys = {row[0]: int(row[1]) for row in found["Rule keys"]["rows"]}
+    assert keys.get(audit_key, 0) >= 10  # at least one openat per cat (it opens several files)
+    total = int(found["Rule keys"]["footer"][1])
+    assert sum(keys.values()) == total
+    processes = {(row[0], row[2]): int(row[3]) for row in found["Processes"]["rows"]}
+    assert processes[("/usr/bin/cat", "root")] >= 10
