@@ -185,8 +185,9 @@ def test_default_filters_on_real_processes(audit_enabled, kernel_rules, audit_ke
             touch {work}/victim; rm -f {work}/victim
             sh -c 'cd /; cat /etc/hostname >/dev/null'
             {sys.executable} -c "{connect}"
-        """])
-        run_as(auid, [depth0, "-c", f"cd {work}; exec 3</etc/hostname; cat /etc/hostname >/dev/null"])
+            :
+        """])  # (`:` last: a shell may exec its last command in place of itself instead of forking it)
+        run_as(auid, [depth0, "-c", f"cd {work}; exec 3</etc/hostname; cat /etc/hostname >/dev/null; :"])
         run_as(auid, [chatty, "-u", str(work / "no-such-socket"), "hello"])
         marker = f"END-{uuid.uuid4().hex}"
         run_as(auid, ["/bin/true", marker])
