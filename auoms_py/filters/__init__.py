@@ -5,7 +5,7 @@ The API the agent and `replay` use (everything else in this package is detail):
     from auoms_py.filters import Filters, FilterConfigError
 
     filters = Filters("/etc/auoms-py/filters.yaml", live=True, userdb=pipeline.userdb)  # raises FilterConfigError
-    filters.watch()                       # hot reload: a saved change applies within ~0.5 s (agent only)
+    filters.watch()                       # hot reload: a saved change applies within ~0.2 s (agent only)
     # (the agent uses `load(path)`: the same, live and watched; `filters.apply(events)` keeps the undropped ones)
     for event in pipeline.feed_netlink(...):            # event: list[OutputRecord]
         if filters.process(event):        # tree.observe(event) then judge; falsy = dropped
