@@ -33,7 +33,6 @@ class Collector:
         self.counters = {"records": 0, "bytes": 0, "malformed": 0, "lost": 0}
         self.finished = False
         self.has_more = False  # read() stopped at its budget: call it again without waiting
-        self._malformed_base: int | None = None
         self._failures_logged = 0
 
     def describe(self) -> str:
@@ -78,14 +77,10 @@ class Collector:
         return out
 
     def note_malformed(self, pipe) -> None:
-        """Take the pipeline's malformed count as ours (one collector feeds one pipeline)."""
+        """Take the pipeline's malformed count as ours (the agent gives each collector a pipeline of its own)."""
         counters = getattr(pipe, "counters", None)
-        if not counters:
-            return
-        current = counters.get("malformed", 0)
-        if self._malformed_base is None:
-            self._malformed_base = current
-        self.counters["malformed"] = current - self._malformed_base + self._failures_logged
+        if counters:
+            self.counters["malformed"] = counters.get("malformed", 0) + self._failures_logged
 
     def feed_failed(self, exc: Exception, text: str) -> None:
         """A record the pipeline choked on: count it as malformed, log the first ones, carry on."""

@@ -2,8 +2,8 @@
 
 Start: refuse when another live process holds the audit pid (auditd): only one process can, and taking it over
 would silently cut that process off; the message names the two ways to run beside it (multicast input, or as
-auditd's plugin). Otherwise register, raise the backlog limit (input.backlog_limit, default 8192; a burst beyond
-the kernel's default of 64 loses records), set backlog_wait_time when configured, and switch auditing on
+auditd's plugin). Otherwise register, raise the backlog limit to input.backlog_limit (default 8192; a burst
+beyond the kernel's default of 64 loses records; a higher limit found is kept), set backlog_wait_time when configured, and switch auditing on
 (input.enable) when it is off.
 
 Running: records are read with poll and a timeout (signals are never stuck behind a blocking recv). A receive
@@ -206,7 +206,7 @@ class NetlinkCollector(KernelReader):
             log.warning("kernel audit is locked (enabled 2): backlog limit %d and settings stay as they are",
                         found.backlog_limit)
         else:
-            if found.backlog_limit != self.backlog_limit:
+            if found.backlog_limit < self.backlog_limit:  # raised, never lowered (others may need more)
                 self._set("backlog_limit", found.backlog_limit, self.backlog_limit)
             if self.backlog_wait_time is not None and found.backlog_wait_time != self.backlog_wait_time:
                 self._set("backlog_wait_time", found.backlog_wait_time, self.backlog_wait_time)
