@@ -45,6 +45,10 @@ class Format:
             from auoms_py.format import oms
             self.format_record = None
             self.format_event = oms.format_event
+        elif name == "fluent":  # msgpack entries: the forward output formats them itself (auoms_py.format.fluent)
+            self.encoding = "msgpack"
+            self.format_record = None
+            self.format_event = None
         else:
             raise ValueError(f"unknown format {name!r}")
 
@@ -99,9 +103,16 @@ class Output:
         """Counters and state for metrics (a copy)."""
         return dict(self.counters)
 
+    @property
+    def input_paused(self) -> bool:
+        """True while the agent must stop reading its input (a full spool with `when_full: block`)."""
+        return False
 
-def build_outputs(configs) -> list[Output]:
-    """Outputs for a validated list of OutputConfig (not opened yet)."""
+
+def build_outputs(configs, data_dir: str | None = None) -> list[Output]:
+    """Outputs for a validated list of OutputConfig (not opened yet). The delivering ones (syslog, forward, oms,
+    journald) get their spool under data_dir/spool/<name>/ (docs/delivery.md)."""
+    from auoms_py.outputs.delivery import make_queue
     from auoms_py.outputs.file import FileOutput
     from auoms_py.outputs.stdout import StdoutOutput
     from auoms_py.outputs.syslog import SyslogOutput
@@ -109,7 +120,19 @@ def build_outputs(configs) -> list[Output]:
     outputs: list[Output] = []
     for cfg in configs:
         if cfg.type == "syslog":
-            outputs.append(SyslogOutput(cfg.name, cfg.format, cfg.syslog))
+            outputs.append(SyslogOutput(cfg.name, cfg.format, cfg.syslog,
+                                        queue=make_queue(cfg, data_dir, cfg.syslog.queue_size)))
+        elif cfg.type == "forward":
+            from auoms_py.outputs.forward import ForwardOutput
+            outputs.append(ForwardOutput(cfg.name, cfg.format, cfg.forward,
+                                         queue=make_queue(cfg, data_dir, cfg.forward.queue_size)))
+        elif cfg.type == "oms":
+            from auoms_py.outputs.oms_socket import OmsOutput
+            outputs.append(OmsOutput(cfg.name, cfg.format, cfg.oms, queue=make_queue(cfg, data_dir, cfg.oms.queue_size)))
+        elif cfg.type == "journald":
+            from auoms_py.outputs.journald import JournaldOutput
+            outputs.append(JournaldOutput(cfg.name, cfg.format, cfg.journald,
+                                          queue=make_queue(cfg, data_dir, cfg.journald.queue_size)))
         elif cfg.type == "file":
             outputs.append(FileOutput(cfg.name, cfg.format, cfg.file.path, mode=cfg.file.mode))
         elif cfg.type == "stdout":

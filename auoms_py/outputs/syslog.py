@@ -10,14 +10,16 @@ Framing (facility user, severity info, tag auoms by default; no pid, as AUOMS se
 not expect a host name there: rsyslog's imuxsock and journald would take it for the tag.)
 
 Transports: a unix datagram socket (`socket:`, default /dev/log; a stream socket is used when the path is one, as
-glibc does), `udp://HOST:PORT`, `tcp://HOST:PORT` with octet-counting (RFC 6587 3.4.1) or newline framing. The
-send path is a `Transport` object (connect / send / close), so TLS or other transports plug in without touching
-the queueing, and the in-memory `MessageQueue` can be replaced by a durable spool.
+glibc does), `udp://HOST:PORT`, `tcp://HOST:PORT` with octet-counting (RFC 6587 3.4.1) or newline framing, and TLS
+over TCP (`tls: {ca, cert, key}`). Each connection is a `Link` (auoms_py.outputs.delivery).
 
-Delivery runs in a thread of its own, so a slow or absent receiver never stalls collection: messages wait in
-memory (`queue_size`, oldest dropped and counted beyond it) and are sent in order; a message is removed from the
-queue only after the transport accepted it. When the receiver is missing or goes away the output reports it once,
-retries with a growing delay (retry_interval doubling up to retry_max) and reports when delivery resumes.
+Delivery runs in a thread of its own (auoms_py.outputs.delivery), so a slow or absent receiver never stalls
+collection: messages wait in the durable spool (`spool:`, the agent's default) or in memory (`spool: false`:
+`queue_size` messages, oldest dropped and counted beyond it) and are sent in order. A message leaves the queue only
+once it is confirmed: a datagram once the socket took it, a TCP/TLS frame once the receiver's TCP acknowledged its
+bytes, so what was in flight when a receiver went away is sent again on the next connection. When the receiver is
+missing or goes away the output reports it once, retries with a growing delay (retry_interval doubling up to
+retry_max) and reports when delivery resumes.
 
 Size: a message longer than `max_size` (header included, default 64 KiB) is cut inside the value of `cmdline` (or
 `proctitle`), keeping its beginning and adding the marker `...[N bytes cut]`, so that the fields after it (in
@@ -25,17 +27,16 @@ mstic `cmdline="..." containerid=`, which Sentinel's parsers need adjacent) stay
 """
 from __future__ import annotations
 
-import collections
 import copy
 import errno
 import logging
 import os
-import select
 import socket
-import threading
 import time
 
-from auoms_py.outputs.base import Format, Output
+from auoms_py.outputs import net
+from auoms_py.outputs.base import Format
+from auoms_py.outputs.delivery import DeliveryOutput, Link, MemoryQueue, StreamLink
 from auoms_py.service.config import FACILITIES, SEVERITIES, SyslogOptions
 
 log = logging.getLogger("auoms_py.outputs.syslog")
@@ -188,251 +189,149 @@ def _cut_argv(argv: list[str], share: float) -> list[str]:
     return out
 
 
-# ---- transports ------------------------------------------------------------------------------------------------------
-
-class Transport:
-    """The send path. connect() and send() raise OSError when the receiver cannot take the message;
-    MessageTooLarge when this message can never be sent (it is then dropped, not retried)."""
-
-    description = "?"
-
-    def connect(self) -> None:
-        raise NotImplementedError
-
-    def send(self, message: bytes) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
+# ---- links (one connection each) ---------------------------------------------------------------------------------
 
 class MessageTooLarge(Exception):
     pass
 
 
-class _SocketTransport(Transport):
-    _sock: socket.socket | None = None
+class DatagramLink(Link):
+    """A connected datagram socket (unix /dev/log, UDP): a message is confirmed once the socket took it; one that
+    can never be sent (EMSGSIZE) is dropped and counted, not retried."""
 
-    def _send_datagram(self, message: bytes, what: str) -> None:
-        try:
-            self._sock.send(message)
-        except OSError as exc:
-            if exc.errno == errno.EMSGSIZE:
-                raise MessageTooLarge(f"{len(message)} bytes is more than {what} takes") from None
-            raise
+    def __init__(self, sock: socket.socket, what: str, *, confirm_wait: float = 0.0):
+        self.sock = sock
+        self.what = what
+        self.count = 0
+        self.confirm_wait = confirm_wait  # udp: wait this long after the first datagram for ICMP unreachable
+
+    def send(self, messages: list[bytes]) -> int:
+        refused = 0
+        sock = self.sock
+        for message in messages:
+            try:
+                sock.send(message)
+            except OSError as exc:
+                if exc.errno != errno.EMSGSIZE:
+                    raise
+                refused += 1
+                log.error("syslog: message of %d bytes dropped: more than %s takes", len(message), self.what)
+            if self.confirm_wait:
+                # A UDP receiver that is not listening answers with ICMP port unreachable, reported on the socket:
+                # what was sent is then known lost and sent again on the next link. On a local address the answer
+                # is there before send() returns; the first datagram of a link waits for it a little longer.
+                if self.count == 0:
+                    time.sleep(self.confirm_wait)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    raise OSError(err, os.strerror(err))
+            self.count += 1
+        return refused
+
+    def confirmed(self, timeout: float) -> int:
+        return self.count
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self.sock.close()
 
 
-class UnixTransport(_SocketTransport):
-    """A unix socket path: datagram (syslog's /dev/log), or stream when the path is a stream socket (glibc then
-    ends each message with a NUL byte)."""
-
-    def __init__(self, path: str, timeout: float = 5.0, sndbuf: int = 0):
-        self.path = path
-        self.timeout = timeout
-        self.sndbuf = sndbuf
-        self.description = f"unix:{path}"
-        self._sock: socket.socket | None = None
-        self._stream = False
-
-    def connect(self) -> None:
-        self.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.settimeout(self.timeout)
-            if self.sndbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
-            sock.connect(self.path)
-            self._stream = False
-        except OSError as exc:
-            sock.close()
-            if exc.errno != errno.EPROTOTYPE:
-                raise
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            try:
-                sock.settimeout(self.timeout)
-                sock.connect(self.path)
-            except OSError:
-                sock.close()
-                raise
-            self._stream = True
-        self._sock = sock
-
-    def send(self, message: bytes) -> None:
-        if self._stream:
-            self._sock.sendall(message + b"\0")
-        else:
-            self._send_datagram(message, self.path)
-
-
-class UdpTransport(_SocketTransport):
-    def __init__(self, host: str, port: int, timeout: float = 5.0):
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.description = f"udp://{host}:{port}"
-        self.confirm_wait = 0.05
-        self._sock: socket.socket | None = None
-        self._confirm = True
-
-    def connect(self) -> None:
-        self.close()
-        family, kind, proto, _name, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
-        sock = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(addr)
-        except OSError:
-            sock.close()
+def _unix_link(path: str, timeout: float, sndbuf: int) -> Link:
+    """syslog's /dev/log is a datagram socket; when the path is a stream socket, glibc ends each message with NUL."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.connect(path)
+        return DatagramLink(sock, path)
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EPROTOTYPE:
             raise
-        self._sock = sock
-        self._confirm = True
-
-    def send(self, message: bytes) -> None:
-        self._send_datagram(message, "a UDP datagram")
-        # A receiver that is not listening answers with ICMP port unreachable, reported on the socket: the datagram
-        # just sent is then known lost, and is sent again later. On a local address the answer is there before
-        # send() returns; the first datagram of a new connection (after a failure) waits for it a little longer.
-        if self._confirm:
-            time.sleep(self.confirm_wait)
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))
-        self._confirm = False
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return StreamLink(sock, lambda m: m + b"\0")
 
 
-class TcpTransport(Transport):
-    def __init__(self, host: str, port: int, *, framing: str = "octet-counting", timeout: float = 5.0):
-        self.host = host
-        self.port = port
-        self.framing = framing
-        self.timeout = timeout
-        self.description = f"tcp://{host}:{port}"
-        self._sock: socket.socket | None = None
-        self._poll: select.poll | None = None
-
-    def connect(self) -> None:
-        self.close()
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        self._sock = sock
-        self._poll = select.poll()
-        self._poll.register(sock.fileno(), select.POLLIN | select.POLLRDHUP if hasattr(select, "POLLRDHUP")
-                            else select.POLLIN)
-
-    def send(self, message: bytes) -> None:
-        # Plain TCP syslog has no acknowledgement: a receiver that closed the connection would silently swallow
-        # what is written next. Look for its FIN/RST before each message and reconnect instead.
-        if self._poll.poll(0):
-            try:
-                peek = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                peek = b"?"
-            if not peek:
-                raise ConnectionResetError(errno.ECONNRESET, "receiver closed the connection")
-        if self.framing == "octet-counting":
-            frame = b"%d %b" % (len(message), message)
-        else:
-            frame = message + b"\n"
-        try:
-            self._sock.sendall(frame)
-        except OSError:
-            self.close()  # a partly written frame would corrupt the stream: start a new connection
-            raise
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-            self._poll = None
+def _udp_link(host: str, port: int, timeout: float) -> Link:
+    family, kind, proto, _name, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(addr)
+    except OSError:
+        sock.close()
+        raise
+    return DatagramLink(sock, "a UDP datagram", confirm_wait=0.05)
 
 
-def make_transport(opts: SyslogOptions) -> Transport:
-    if opts.transport == "udp":
-        return UdpTransport(opts.host, opts.port, timeout=opts.send_timeout)
-    if opts.transport == "tcp":
-        return TcpTransport(opts.host, opts.port, framing=opts.framing, timeout=opts.send_timeout)
-    return UnixTransport(opts.socket, timeout=opts.send_timeout, sndbuf=max(0, opts.max_size * 2 + 4096))
+def _octet_counted(message: bytes) -> bytes:
+    return b"%d %b" % (len(message), message)  # RFC 6587 3.4.1
 
 
-# ---- queue -------------------------------------------------------------------------------------------------------------
+def _newline_framed(message: bytes) -> bytes:
+    return message + b"\n"
 
-class MessageQueue:
-    """Messages waiting for delivery, in memory, bounded by count (oldest dropped beyond it).
 
-    The writer thread calls put(); the sender calls peek() and, once the transport took the message, done().
-    A durable spool can stand in for it with the same four methods."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.dropped = 0
-        self._items: collections.deque[bytes] = collections.deque()
-        self._lock = threading.Lock()
-
-    def put(self, messages: list[bytes]) -> int:
-        """Queue messages; returns how many old ones were dropped to make room."""
-        items = self._items
-        items.extend(messages)
-        dropped = 0
-        if len(items) > self.limit:
-            with self._lock:
-                while len(items) > self.limit:
-                    items.popleft()
-                    dropped += 1
-            self.dropped += dropped
-        return dropped
-
-    def peek(self) -> bytes | None:
-        try:
-            return self._items[0]
-        except IndexError:
-            return None
-
-    def done(self, message: bytes) -> None:
-        with self._lock:
-            if self._items and self._items[0] is message:
-                self._items.popleft()
-
-    def __len__(self) -> int:
-        return len(self._items)
+# the in-memory queue used with `spool: false` (same interface as the durable spool)
+MessageQueue = MemoryQueue
 
 
 # ---- the output ------------------------------------------------------------------------------------------------------
 
-class SyslogOutput(Output):
+class SyslogOutput(DeliveryOutput):
     kind = "syslog"
 
-    def __init__(self, name: str, fmt: Format | str, opts: SyslogOptions, *, transport: Transport | None = None,
-                 queue: MessageQueue | None = None):
-        super().__init__(name, fmt)
+    def __init__(self, name: str, fmt: Format | str, opts: SyslogOptions, *, queue=None):
         self.opts = opts
+        super().__init__(name, fmt, queue=queue if queue is not None else MemoryQueue(opts.queue_size),
+                         retry_interval=opts.retry_interval, retry_max=opts.retry_max,
+                         drain_timeout=opts.drain_timeout)
         self.framer = Framer(opts)
-        self.transport = transport or make_transport(opts)
-        self.queue = queue or MessageQueue(opts.queue_size)
-        self.counters.update(sent=0, cut=0, cut_bytes=0, too_large=0, reconnects=0, queued=0, undelivered=0)
-        self.connected = False
-        self.down_since: float | None = None  # monotonic time delivery stopped working
-        self._down_reason = ""
-        self._waiting_at_down = 0
-        self._wake = threading.Event()  # set by the writer: messages are waiting
-        self._closing_event = threading.Event()  # set by close(): ends retry sleeps early
-        self._closing = False
-        self._drain_deadline = 0.0
-        self._thread: threading.Thread | None = None
-        self._warned_drop = 0
+        self.counters.update(cut=0, cut_bytes=0)
+        self._tls_context = None
 
-    def describe(self) -> str:
-        return f"syslog output {self.name!r} ({self.format.name} to {self.transport.description})"
+    @property
+    def drain_timeout(self) -> float:
+        return self.opts.drain_timeout
 
-    # -- writer side (agent thread) --
+    @drain_timeout.setter
+    def drain_timeout(self, value: float) -> None:
+        self.opts.drain_timeout = value
+
+    @property
+    def send_timeout(self) -> float:
+        return self.opts.send_timeout
+
+    @property
+    def target(self) -> str:
+        opts = self.opts
+        if opts.transport == "unix":
+            return f"unix:{opts.socket}"
+        return f"{opts.transport}://{opts.host}:{opts.port}" + (" with TLS" if opts.tls else "")
 
     def open(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"syslog-{self.name}", daemon=True)
-        self._thread.start()
+        if self.opts.tls is not None:
+            self._tls_context = self.opts.tls.context()  # a missing or bad certificate file stops the start here
+        super().open()
+
+    def connect(self) -> Link:
+        opts = self.opts
+        if opts.transport == "udp":
+            return _udp_link(opts.host, opts.port, opts.send_timeout)
+        if opts.transport == "tcp":
+            address = net.Address("tcp", host=opts.host, port=opts.port)
+            sock = net.open_stream(address, timeout=opts.send_timeout, tls=opts.tls, context=self._tls_context)
+            frame = _octet_counted if opts.framing == "octet-counting" else _newline_framed
+            return StreamLink(sock, frame, tls=opts.tls is not None)
+        return _unix_link(opts.socket, opts.send_timeout, max(0, opts.max_size * 2 + 4096))
+
+    # -- writer side (agent thread) --
 
     def write_event(self, event) -> None:
         self.counters["events"] += 1
@@ -456,7 +355,7 @@ class SyslogOutput(Output):
                     self.counters["cut"] += 1
                     self.counters["cut_bytes"] += cut
                 bodies.append(body)
-        self._enqueue([header + b for b in bodies])
+        self.enqueue([header + b for b in bodies])
 
     def _cut_event(self, event, limit: int) -> bytes:
         """oms: one message for the whole event; cut the records' cmdline/proctitle until it fits."""
@@ -469,116 +368,4 @@ class SyslogOutput(Output):
         """Send ready bodies (no header yet), e.g. self-reports; cut at the end when too long."""
         header = self.framer.header(time.time())
         limit = self.opts.max_size - len(header)
-        self._enqueue([header + (m if len(m) <= limit else m[:limit]) for m in messages])
-
-    def _enqueue(self, messages: list[bytes]) -> None:
-        self.counters["messages"] += len(messages)
-        dropped = self.queue.put(messages)
-        if dropped:
-            self.counters["dropped"] += dropped
-            if self.counters["dropped"] >= self._warned_drop * 2 or not self._warned_drop:
-                self._warned_drop = self.counters["dropped"]
-                log.error("%s: queue full (%d messages): dropped the oldest, %d lost so far", self.describe(),
-                          self.queue.limit, self.counters["dropped"])
-
-    def flush(self) -> None:
-        if len(self.queue):
-            self._wake.set()
-
-    def close(self) -> None:
-        """Stop after delivering what is queued, waiting up to drain_timeout seconds for the receiver."""
-        if self._thread is None:
-            return
-        self._drain_deadline = time.monotonic() + self.opts.drain_timeout
-        self._closing = True
-        self._closing_event.set()
-        self._wake.set()
-        self._thread.join(self.opts.drain_timeout + self.opts.send_timeout + 1)
-        left = len(self.queue)
-        self.counters["undelivered"] = left
-        if left:
-            log.error("%s: %d messages not delivered at exit (receiver: %s)", self.describe(), left,
-                      self._down_reason or "too slow")
-        self._thread = None
-
-    def status(self) -> dict:
-        self.counters["queued"] = len(self.queue)
-        return dict(self.counters)
-
-    # -- sender side (own thread) --
-
-    def _run(self) -> None:
-        delay = self.opts.retry_interval
-        sent_on_connection = 0
-        queue = self.queue
-        transport = self.transport
-        counters = self.counters
-        while True:
-            self._wake.clear()
-            message = queue.peek()
-            if message is None:
-                if self._closing:
-                    break
-                self._wake.wait(1.0)
-                continue
-            if self._closing and time.monotonic() >= self._drain_deadline:
-                break
-            if not self.connected:
-                try:
-                    transport.connect()
-                except OSError as exc:
-                    self._went_down(exc)
-                    self._sleep(delay)
-                    delay = min(delay * 2, self.opts.retry_max)
-                    continue
-                self.connected = True
-                sent_on_connection = 0
-            try:
-                transport.send(message)
-            except MessageTooLarge as exc:
-                queue.done(message)
-                counters["too_large"] += 1
-                counters["dropped"] += 1
-                log.error("%s: message dropped: %s", self.describe(), exc)
-                continue
-            except OSError as exc:
-                counters["errors"] += 1
-                transport.close()
-                self.connected = False
-                counters["reconnects"] += 1
-                self._went_down(exc)
-                if not sent_on_connection:  # a fresh connection failed at once (udp: port unreachable): wait
-                    self._sleep(delay)
-                    delay = min(delay * 2, self.opts.retry_max)
-                continue  # a connection that worked until now: reconnect at once
-            queue.done(message)
-            sent_on_connection += 1
-            counters["sent"] += 1
-            counters["bytes"] += len(message)
-            if self.down_since is not None:
-                self._came_back()
-            delay = self.opts.retry_interval
-        transport.close()
-        self.connected = False
-
-    def _sleep(self, seconds: float) -> None:
-        """Wait before the next connection attempt; new messages do not shorten it, closing does."""
-        if self._closing:
-            time.sleep(max(0.0, min(seconds, self._drain_deadline - time.monotonic())))
-        else:
-            self._closing_event.wait(seconds)
-
-    def _went_down(self, exc: OSError) -> None:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            self._waiting_at_down = len(self.queue)
-            log.warning("%s: receiver unavailable (%s); keeping messages in memory (up to %d) and retrying",
-                        self.describe(), reason, self.queue.limit)
-        self._down_reason = reason
-
-    def _came_back(self) -> None:
-        log.warning("%s: delivering again after %.1f s (%d messages were waiting)", self.describe(),
-                    time.monotonic() - self.down_since, max(self._waiting_at_down, len(self.queue)))
-        self.down_since = None
-        self._down_reason = ""
+        self.enqueue([header + (m if len(m) <= limit else m[:limit]) for m in messages])

@@ -103,7 +103,8 @@ class Agent:
         self.filters = None  # auoms_py.filters.Filters
         self.rules = None  # auoms_py.rules.sync.RulesSync
         self.rules_watcher = None
-        self.counters = {"events": 0, "filtered": 0, "reloads": 0, "reload_failures": 0, "event_errors": 0}
+        self.counters = {"events": 0, "filtered": 0, "reloads": 0, "reload_failures": 0, "event_errors": 0,
+                         "input_pauses": 0}
         self.started = time.monotonic()
         self._stop_signal: int | None = None
         self._reload = False
@@ -122,7 +123,7 @@ class Agent:
         try:
             self.pipe = build_pipeline(cfg)
             self._make_data_dir(cfg)
-            outputs = build_outputs(cfg.outputs)
+            outputs = build_outputs(cfg.outputs, cfg.data_dir)
             collector = build_collector(cfg)
             self._prepare_rules(cfg)
             self.filters = load_filters(cfg, self.pipe.userdb)
@@ -271,13 +272,21 @@ class Agent:
         metrics_every = self.config.metrics_interval
         next_metrics = now + metrics_every if metrics_every else float("inf")
         next_metrics_file = now + 5.0
+        # a full spool with `when_full: block` stops the input (the kernel counts what it cannot queue)
+        paused_poller = select.poll()
+        if self._wake_r >= 0:
+            paused_poller.register(self._wake_r, select.POLLIN)
+        paused = False
         while self._stop_signal is None:
-            if collector.has_more:
+            if any(out.input_paused for out in self.outputs) != paused:
+                paused = not paused
+                self._input_paused(paused)
+            if collector.has_more and not paused:
                 timeout_ms = 0
             else:
                 deadline = min(next_tick, next_periodic, next_metrics, next_read if fd is None else next_tick)
                 timeout_ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            ready = poller.poll(timeout_ms)
+            ready = (paused_poller if paused else poller).poll(min(timeout_ms, 200) if paused else timeout_ms)
             input_ready = False
             for rfd, _mask in ready:
                 if rfd == self._wake_r:
@@ -290,7 +299,7 @@ class Agent:
                     input_ready = True
             now = time.monotonic()
             events = None
-            if input_ready or collector.has_more or (fd is None and now >= next_read):
+            if not paused and (input_ready or collector.has_more or (fd is None and now >= next_read)):
                 events = collector.read(pipe, now)
                 if fd is None:
                     next_read = now + collector.poll_interval
@@ -320,6 +329,15 @@ class Agent:
             if collector.finished and not collector.has_more:
                 log.info("%s: input ended", collector.describe())
                 break
+
+    def _input_paused(self, paused: bool) -> None:
+        if paused:
+            self.counters["input_pauses"] += 1
+            full = [out.name for out in self.outputs if out.input_paused]
+            log.warning("input paused: the spool of %s is full (when_full: block); the kernel counts what it cannot "
+                        "queue meanwhile", ", ".join(full))
+        else:
+            log.warning("input resumed")
 
     def dispatch(self, events: list) -> None:
         filters = self.filters
@@ -423,7 +441,7 @@ class Agent:
                 fresh.append(out_cfg)
         opened: list[tuple] = []
         try:
-            built = build_outputs(fresh)
+            built = build_outputs(fresh, self.config.data_dir)
             for out_cfg, out in zip(fresh, built):
                 out.open()
                 opened.append((out_cfg, out))

@@ -18,9 +18,16 @@ from typing import Any
 
 import yaml
 
+from auoms_py.outputs.net import Address, TlsOptions, parse_address
+from auoms_py.spool import SpoolOptions
+
 INPUT_TYPES = ("netlink", "multicast", "plugin", "file")
-OUTPUT_TYPES = ("syslog", "file", "stdout")
-FORMATS = ("mstic", "json", "oms")
+OUTPUT_TYPES = ("syslog", "file", "stdout", "forward", "oms", "journald")
+FORMATS = ("mstic", "json", "oms", "fluent")
+# formats each output type can write (the first is the default)
+OUTPUT_FORMATS = {"syslog": ("mstic", "json", "oms"), "file": ("mstic", "json", "oms"), "stdout": ("mstic", "json", "oms"),
+                  "forward": ("fluent", "json"), "oms": ("oms",), "journald": ("mstic", "json")}
+DELIVERING_TYPES = ("syslog", "forward", "oms", "journald")  # outputs that deliver through the spool
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_DATA_DIR = "/var/lib/auoms-py"
@@ -77,6 +84,7 @@ class SyslogOptions:
     retry_max: float = 30.0
     send_timeout: float = 5.0  # seconds a connect/send may block the delivery thread
     drain_timeout: float = 5.0  # at exit: seconds to keep trying to deliver what is queued
+    tls: TlsOptions | None = None  # tcp: TLS with these certificates (docs/delivery.md)
 
 
 @dataclasses.dataclass
@@ -92,6 +100,10 @@ class OutputConfig:
     format: str
     syslog: SyslogOptions | None = None
     file: FileOptions | None = None
+    forward: ForwardOptions | None = None
+    oms: OmsOptions | None = None
+    journald: JournaldOptions | None = None
+    spool: SpoolOptions | None = None  # delivering outputs: the durable spool (None: in memory, `spool: false`)
 
 
 @dataclasses.dataclass
@@ -117,6 +129,7 @@ class Config:
     pid_file: str | None = None
     metrics_interval: float = 60.0  # seconds between metric lines in the log (0 = never)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    spool: SpoolOptions = dataclasses.field(default_factory=SpoolOptions)  # defaults for every output's spool
 
 
 class _Section:
@@ -287,7 +300,8 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
     top = _Section(data, "", errors, base_dir)
 
     inp = _input(top, errors, base_dir)
-    outputs = _outputs(top, errors, base_dir)
+    spool_defaults = _spool_options(top.raw("spool"), "spool", SpoolOptions(), errors, base_dir)
+    outputs = _outputs(top, errors, base_dir, spool_defaults)
     pipeline = _pipeline(top, errors, base_dir)
     config = Config(
         source=source,
@@ -303,6 +317,7 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
         pid_file=top.path("pid_file"),
         metrics_interval=top.number("metrics_interval", 60.0, minimum=0),
         pipeline=pipeline,
+        spool=spool_defaults,
     )
     top.finish()
     if config.rules_dir and os.path.exists(config.rules_dir) and not os.path.isdir(config.rules_dir):
@@ -341,7 +356,7 @@ def _input(top: _Section, errors: list[str], base_dir: Path) -> InputConfig:
     return inp
 
 
-def _outputs(top: _Section, errors: list[str], base_dir: Path) -> list[OutputConfig]:
+def _outputs(top: _Section, errors: list[str], base_dir: Path, spool_defaults: SpoolOptions) -> list[OutputConfig]:
     raw = top.raw("outputs")
     if raw is None:
         errors.append("outputs: required (a list with at least one output)")
@@ -358,13 +373,27 @@ def _outputs(top: _Section, errors: list[str], base_dir: Path) -> list[OutputCon
         if name in names:
             sec.error("name", f"{name!r} is already the name of outputs[{names[name]}]")
         names[name] = index
-        fmt = sec.choice("format", FORMATS, "mstic")
+        allowed = OUTPUT_FORMATS.get(kind or "", FORMATS)
+        fmt = sec.choice("format", FORMATS, allowed[0])
+        if fmt not in allowed:
+            sec.error("format", f"a {kind} output writes {' or '.join(allowed)}, not {fmt}")
         out = OutputConfig(name=name, type=kind or "stdout", format=fmt)
         if kind == "syslog":
             out.syslog = _syslog_options(sec)
         elif kind == "file":
             out.file = FileOptions(path=sec.path("path", required=True) or "",
                                    mode=_file_mode(sec))
+        elif kind == "forward":
+            out.forward = _forward_options(sec)
+        elif kind == "oms":
+            out.oms = _oms_options(sec)
+        elif kind == "journald":
+            out.journald = _journald_options(sec)
+        if kind in DELIVERING_TYPES:
+            out.spool = _spool_options(sec.raw("spool"), sec.key("spool"), spool_defaults, errors, base_dir)
+        elif sec.has("spool"):
+            sec.raw("spool")
+            sec.error("spool", f"applies to {', '.join(DELIVERING_TYPES)} outputs only")
         sec.finish()
         outputs.append(out)
     return outputs
@@ -422,22 +451,18 @@ def _syslog_options(sec: _Section) -> SyslogOptions:
     opts.retry_max = max(opts.retry_interval, sec.number("retry_max", 30.0, minimum=0.01, maximum=3600))
     opts.send_timeout = sec.number("send_timeout", 5.0, minimum=0.1, maximum=600)
     opts.drain_timeout = sec.number("drain_timeout", 5.0, minimum=0, maximum=3600)
+    opts.tls = _tls_options(sec)
+    if opts.tls is not None and opts.transport != "tcp":
+        sec.error("tls", "applies to tcp:// addresses only")
     return opts
 
 
 def _parse_address(text: str):
     """'udp://host:514' -> ('udp', 'host', 514); a message string when it is not usable."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in ("udp", "tcp"):
-        return f"must be udp://HOST:PORT or tcp://HOST:PORT, got {text!r}"
-    if rest.startswith("["):  # [v6]:port
-        host, _, port = rest[1:].partition("]")
-        port = port[1:] if port.startswith(":") else ""
-    else:
-        host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"must be {scheme}://HOST:PORT with a port from 1 to 65535, got {text!r}"
-    return scheme, host, int(port)
+    parsed = parse_address(text, ("udp", "tcp"))
+    if isinstance(parsed, str):
+        return parsed
+    return parsed.scheme, parsed.host, parsed.port
 
 
 def _pipeline(top: _Section, errors: list[str], base_dir: Path) -> PipelineConfig:
@@ -450,3 +475,140 @@ def _pipeline(top: _Section, errors: list[str], base_dir: Path) -> PipelineConfi
     )
     sec.finish()
     return cfg
+
+
+# ---- delivery: spool, tls, forward, oms, journald (docs/delivery.md) ----------------------------------------------
+
+@dataclasses.dataclass
+class ForwardOptions:
+    address: Address | None = None  # unix:///PATH or tcp://HOST:PORT
+    tag: str = "LINUX_AUDITD_BLOB"
+    hostname: str = ""  # the records' Computer field (default: this machine's host name)
+    require_ack: bool = True  # send a chunk id, wait for the receiver's {"ack": id} before the cursor moves
+    ack_timeout: float = 60.0  # a chunk unacknowledged this long: reconnect and send it again
+    time_as_integer: bool = True  # entry time as integer seconds (Fluentd 0.12, the OMS agent); false: EventTime
+    chunk_size: int = 500  # events per forward message
+    tls: TlsOptions | None = None
+    queue_size: int = 100_000  # spool: false
+    retry_interval: float = 1.0
+    retry_max: float = 30.0
+    send_timeout: float = 5.0
+    drain_timeout: float = 5.0
+
+
+@dataclasses.dataclass
+class OmsOptions:
+    address: Address | None = None  # unix:///PATH (AUOMS's output_socket) or tcp://HOST:PORT
+    ack: bool = False  # AUOMS's enable_ack_mode: the receiver answers "SEC:MSEC:SERIAL\n" (hex) per event
+    ack_timeout: float = 10.0
+    ack_queue_size: int = 1000  # events sent and not yet acknowledged, at most
+    queue_size: int = 100_000
+    retry_interval: float = 1.0
+    retry_max: float = 60.0
+    send_timeout: float = 5.0
+    drain_timeout: float = 5.0
+
+
+@dataclasses.dataclass
+class JournaldOptions:
+    identifier: str = "auoms"  # SYSLOG_IDENTIFIER
+    queue_size: int = 100_000
+    retry_interval: float = 1.0
+    retry_max: float = 30.0
+    send_timeout: float = 5.0
+    drain_timeout: float = 5.0
+
+
+def _spool_options(raw: Any, where: str, defaults: SpoolOptions, errors: list[str],
+                   base_dir: Path) -> SpoolOptions | None:
+    """`spool:` (top level: the defaults; in an output: overrides, or false for an in-memory queue)."""
+    if raw is False:
+        if where == "spool":
+            errors.append("spool: the top-level section sets defaults; write `spool: false` in an output instead")
+            return defaults
+        return None
+    if raw is True:
+        raw = None
+    sec = _Section(raw, where, errors, base_dir)
+    opts = dataclasses.replace(defaults)
+    opts.max_bytes = sec.integer("max_size", defaults.max_bytes, minimum=64 * 1024)
+    opts.segment_bytes = sec.integer("segment_size", defaults.segment_bytes, minimum=16 * 1024)
+    if opts.segment_bytes and opts.segment_bytes > opts.max_bytes // 2:
+        sec.error("segment_size", f"must be at most half of max_size ({opts.max_bytes // 2}), got {opts.segment_bytes}")
+    opts.fsync = sec.choice("fsync", ("always", "interval", "never"), defaults.fsync)
+    opts.fsync_interval = sec.number("fsync_interval", defaults.fsync_interval, minimum=0.01, maximum=3600)
+    opts.when_full = sec.choice("when_full", ("drop_oldest", "block"), defaults.when_full)
+    opts.cursor_interval = sec.number("cursor_interval", defaults.cursor_interval, minimum=0.01, maximum=60)
+    sec.finish()
+    return opts
+
+
+def _tls_options(sec: _Section) -> TlsOptions | None:
+    raw = sec.raw("tls")
+    if raw is None or raw is False:
+        return None
+    tls_sec = _Section({} if raw is True else raw, sec.key("tls"), sec.errors, sec.base_dir)
+    opts = TlsOptions(ca=tls_sec.path("ca"), cert=tls_sec.path("cert"), key=tls_sec.path("key"),
+                      server_name=tls_sec.string("server_name"))
+    if opts.key and not opts.cert:
+        tls_sec.error("cert", "a client key needs its certificate")
+    for name in ("ca", "cert", "key"):
+        value = getattr(opts, name)
+        if value and not os.path.isfile(value):
+            tls_sec.error(name, f"{value} is not a file")
+    tls_sec.finish()
+    return opts
+
+
+def _delivery_keys(sec: _Section, opts, retry_max: float = 30.0) -> None:
+    opts.queue_size = sec.integer("queue_size", 100_000, minimum=1)
+    opts.retry_interval = sec.number("retry_interval", 1.0, minimum=0.01, maximum=3600)
+    opts.retry_max = max(opts.retry_interval, sec.number("retry_max", retry_max, minimum=0.01, maximum=3600))
+    opts.send_timeout = sec.number("send_timeout", 5.0, minimum=0.1, maximum=600)
+    opts.drain_timeout = sec.number("drain_timeout", 5.0, minimum=0, maximum=3600)
+
+
+def _stream_address(sec: _Section) -> Address | None:
+    text = sec.string("address", required=True)
+    if text is None:
+        return None
+    parsed = parse_address(text, ("unix", "tcp"))
+    if isinstance(parsed, str):
+        sec.error("address", parsed)
+        return None
+    return parsed
+
+
+def _forward_options(sec: _Section) -> ForwardOptions:
+    opts = ForwardOptions(address=_stream_address(sec))
+    opts.tag = sec.string("tag", "LINUX_AUDITD_BLOB")
+    if not opts.tag or not re.fullmatch(r"[!-~]{1,256}", opts.tag):
+        sec.error("tag", f"must be 1 to 256 printable characters without spaces, got {opts.tag!r}")
+    opts.hostname = sec.string("hostname", "") or socket.gethostname()
+    opts.require_ack = sec.boolean("require_ack", True)
+    opts.ack_timeout = sec.number("ack_timeout", 60.0, minimum=0.1, maximum=3600)
+    opts.time_as_integer = sec.boolean("time_as_integer", True)
+    opts.chunk_size = sec.integer("chunk_size", 500, minimum=1, maximum=100_000)
+    opts.tls = _tls_options(sec)
+    if opts.tls is not None and opts.address is not None and opts.address.scheme != "tcp":
+        sec.error("tls", "applies to tcp:// addresses only")
+    _delivery_keys(sec, opts)
+    return opts
+
+
+def _oms_options(sec: _Section) -> OmsOptions:
+    opts = OmsOptions(address=_stream_address(sec))
+    opts.ack = sec.boolean("ack", False)
+    opts.ack_timeout = sec.number("ack_timeout", 10.0, minimum=0.1, maximum=3600)
+    opts.ack_queue_size = sec.integer("ack_queue_size", 1000, minimum=1, maximum=1_000_000)
+    _delivery_keys(sec, opts, retry_max=60.0)
+    return opts
+
+
+def _journald_options(sec: _Section) -> JournaldOptions:
+    opts = JournaldOptions()
+    opts.identifier = sec.string("identifier", "auoms")
+    if not opts.identifier or not re.fullmatch(r"[!-~]{1,64}", opts.identifier):
+        sec.error("identifier", f"must be 1 to 64 printable characters without spaces, got {opts.identifier!r}")
+    _delivery_keys(sec, opts)
+    return opts

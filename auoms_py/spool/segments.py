@@ -65,7 +65,7 @@ FSYNC_POLICIES = ("always", "interval", "never")
 FULL_POLICIES = ("drop_oldest", "block")
 
 
-class SpoolError(Exception):
+class SpoolError(OSError):
     """The spool cannot be used (directory not writable, in use by another process)."""
 
 
@@ -146,6 +146,12 @@ class Spool:
         self._saved_cursor: tuple | None = None
         self._last_save = 0.0
         self.opened = False
+
+    def reconfigure(self, options: SpoolOptions) -> None:
+        """New bound and policies for an open spool (a reloaded configuration); takes effect at the next flush."""
+        with self._lock:
+            self.opts = options
+            self.segment_bytes = options.segment_size()
 
     # ---- open / recover -----------------------------------------------------------------------------------------
 
