@@ -20,6 +20,7 @@ from tests.kql import run_parser
 from tests.outputs.events import execve_event, reference_events
 from tests.outputs.rsyslog import RSYSLOGD, Rsyslog, free_port
 from tests.paths import REFERENCE
+from tests.service.agent_proc import wait_until
 
 needs_rsyslog = pytest.mark.skipif(not os.path.exists(RSYSLOGD), reason="rsyslogd not installed (make deps)")
 EXECVE_PARSERS = [REFERENCE / "sentinel" / "Parsers__SyslogAUOMS__SyslogExecve.txt",
@@ -41,14 +42,6 @@ def mstic_bodies(events) -> list[bytes]:
     return [body.encode("latin-1") for event in events for rec in event
             for body in [mstic.format_record(rec)] if body is not None]
 
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 # ---- framing -----------------------------------------------------------------------------------------------------

@@ -109,6 +109,15 @@ class Agent:
             time.sleep(0.1)
 
 
+def wait_until(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class AgentExited(Exception):
     def __init__(self, code: int, log: str):
         self.code = code

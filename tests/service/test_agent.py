@@ -14,7 +14,7 @@ import yaml
 from auoms_py.format import mstic
 from auoms_py.pipeline import Pipeline, UserDB
 from tests.paths import REFERENCE, REPO, SAMPLES
-from tests.service.agent_proc import Agent, AgentExited
+from tests.service.agent_proc import Agent, AgentExited, wait_until
 
 LOG = REFERENCE / "msticpy" / "auditd_log.txt"
 
@@ -36,14 +36,6 @@ def event_boundary(lines: list[bytes], near: int) -> int:
         near += 1
     return near
 
-
-def wait_until(predicate, timeout=20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_file_once_delivers_everything_and_exits(tmp_path):

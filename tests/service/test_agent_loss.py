@@ -12,7 +12,7 @@ import pytest
 
 from tests.audit_kernel import (_live_leases, _locked, audit_key, audit_on, audit_state,  # noqa: F401 (fixtures)
                                 kernel_rules, needs_kernel)
-from tests.service.agent_proc import Agent, audit_status, start_as_audit_daemon, wait_audit_pid_free
+from tests.service.agent_proc import Agent, audit_status, start_as_audit_daemon, wait_audit_pid_free, wait_until
 
 pytestmark = [pytest.mark.kernel, needs_kernel]
 
@@ -25,12 +25,19 @@ def burst_of_audited_kills(count: int) -> None:
 
 
 def wait_log(agent: Agent, text: str, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while text not in agent.log():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return wait_until(lambda: text in agent.log(), timeout)
+
+
+def burst_while_stopped(agent: Agent, count: int, expect_in_log: str) -> None:
+    """Stop the agent, make `count` audited calls, let it go on; it must say `expect_in_log`, then log metrics."""
+    agent.proc.send_signal(signal.SIGSTOP)
+    try:
+        burst_of_audited_kills(count)
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+    assert wait_log(agent, expect_in_log), agent.log()
+    agent.proc.send_signal(signal.SIGUSR1)
+    assert wait_log(agent, "metrics: input ")
 
 
 def test_multicast_receive_buffer_overflow_is_counted_as_lost(tmp_path, kernel_rules):
@@ -39,14 +46,7 @@ def test_multicast_receive_buffer_overflow_is_counted_as_lost(tmp_path, kernel_r
         kernel_rules.add(f"-a always,exit -F arch=b64 -S kill -F pid={os.getpid()}")
         agent = Agent(tmp_path, {"type": "multicast", "receive_buffer": 65536, "status_interval": 0.2}).start()
         try:
-            agent.proc.send_signal(signal.SIGSTOP)
-            try:
-                burst_of_audited_kills(3000)
-            finally:
-                agent.proc.send_signal(signal.SIGCONT)
-            assert wait_log(agent, "receive buffer overflowed"), agent.log()
-            agent.proc.send_signal(signal.SIGUSR1)
-            assert wait_log(agent, "metrics: input multicast: ")
+            burst_while_stopped(agent, 3000, "receive buffer overflowed")
         finally:
             assert agent.stop() == 0
     metrics = json.loads((agent.dir / "data" / "metrics.json").read_text())
@@ -84,14 +84,7 @@ def test_kernel_lost_growth_is_logged_and_counted(tmp_path, kernel_rules):
         start_as_audit_daemon(agent)
         try:
             assert audit_status().backlog_wait_time == 0
-            agent.proc.send_signal(signal.SIGSTOP)
-            try:
-                burst_of_audited_kills(max(before.backlog_limit, 64) + 5000)
-            finally:
-                agent.proc.send_signal(signal.SIGCONT)
-            assert wait_log(agent, "kernel audit lost "), agent.log()
-            agent.proc.send_signal(signal.SIGUSR1)
-            assert wait_log(agent, "metrics: input netlink: ")
+            burst_while_stopped(agent, max(before.backlog_limit, 64) + 5000, "kernel audit lost ")
         finally:
             code = agent.stop()
         after = audit_status()
