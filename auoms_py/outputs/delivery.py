@@ -190,7 +190,7 @@ class DeliveryOutput(Output):
 
     batch_count = 500  # messages read from the queue per send
     batch_bytes = 256 * 1024
-    max_inflight = 64  # batches sent and not yet confirmed
+    window = 64 * 500  # messages sent and not yet confirmed, at most
     ack_timeout = 30.0  # a batch unconfirmed this long: the link is taken as broken, the batch sent again
 
     def __init__(self, name: str, fmt: Format | str, *, queue, retry_interval: float = 1.0, retry_max: float = 30.0,
@@ -336,9 +336,10 @@ class DeliveryOutput(Output):
         counters = self.counters
         delay = self.retry_interval
         link: Link | None = None
-        inflight: collections.deque = collections.deque()  # [sent_on_link_after, next_seq_after, sent_at]
+        inflight: collections.deque = collections.deque()  # (sent on link before, first seq, count) per batch
         sent_on_link = 0
         acked_on_link = 0
+        progress_at = 0.0  # last time something was sent on an idle link or confirmed
         while True:
             self._wake.clear()
             if self._suspended:
@@ -364,32 +365,32 @@ class DeliveryOutput(Output):
                 sent_on_link = acked_on_link = 0
             try:
                 sent_now = 0
-                if len(inflight) < self.max_inflight:
-                    first, batch = queue.read(self.batch_count, self.batch_bytes)
+                room = self.window - (sent_on_link - acked_on_link)
+                if room > 0:
+                    first, batch = queue.read(min(self.batch_count, room), self.batch_bytes)
                     if batch:
+                        if not inflight:
+                            progress_at = time.monotonic()
                         refused = link.send(batch)
                         if refused:
                             counters["too_large"] += refused
                             counters["dropped"] += refused
                         sent_now = len(batch)
+                        inflight.append((sent_on_link, first, sent_now))
                         sent_on_link += sent_now
                         counters["sent"] += sent_now
                         counters["bytes"] += sum(map(len, batch))
-                        inflight.append((sent_on_link, first + sent_now, time.monotonic()))
                 if inflight:
                     confirmed = link.confirmed(0.0 if sent_now else 0.05)
                     if confirmed > acked_on_link:
                         counters["delivered"] += confirmed - acked_on_link
                         acked_on_link = confirmed
-                        next_seq = None
-                        while inflight and inflight[0][0] <= confirmed:
-                            next_seq = inflight.popleft()[1]
-                        if next_seq is not None:
-                            queue.ack(next_seq)
+                        progress_at = time.monotonic()
+                        queue.ack(self._confirmed_seq(inflight, confirmed))
                         if self.down_since is not None:
                             self._came_back()
                         delay = self.retry_interval
-                    elif inflight and time.monotonic() - inflight[0][2] > self.ack_timeout:
+                    elif time.monotonic() - progress_at > self.ack_timeout:
                         raise TimeoutError(f"no confirmation within {self.ack_timeout:g} s")
                     queue.save()
                 elif not sent_now:
@@ -411,6 +412,21 @@ class DeliveryOutput(Output):
             link.close()
         self.connected = False
         queue.save(force=True)
+
+    @staticmethod
+    def _confirmed_seq(inflight: collections.deque, confirmed: int) -> int:
+        """The sequence number after the last confirmed message (batches hold consecutive numbers)."""
+        next_seq = 0
+        while inflight:
+            before, first, count = inflight[0]
+            if before + count <= confirmed:
+                next_seq = first + count
+                inflight.popleft()
+                continue
+            if confirmed > before:
+                next_seq = first + confirmed - before
+            break
+        return next_seq
 
     def _sleep(self, seconds: float) -> None:
         """Wait before the next connection attempt; new messages do not shorten it, closing does."""

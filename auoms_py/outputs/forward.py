@@ -115,7 +115,6 @@ class ForwardLink(Link):
 
 class ForwardOutput(DeliveryOutput):
     kind = "forward"
-    max_inflight = 8  # chunks waiting for their ack
 
     def __init__(self, name: str, fmt: Format | str, opts: ForwardOptions, *, queue=None):
         self.opts = opts
@@ -123,6 +122,7 @@ class ForwardOutput(DeliveryOutput):
                          retry_interval=opts.retry_interval, retry_max=opts.retry_max,
                          drain_timeout=opts.drain_timeout)
         self.batch_count = opts.chunk_size
+        self.window = 8 * opts.chunk_size  # 8 chunks waiting for their ack, at most
         self.batch_bytes = 8 << 20
         self.ack_timeout = opts.ack_timeout
         self.send_timeout = opts.send_timeout

@@ -14,6 +14,7 @@ from auoms_py.service.config import from_dict
 from auoms_py.spool import Spool, SpoolOptions
 from tests.outputs.fluent_receiver import ForwardReceiver
 from tests.outputs.rsyslog import free_port
+from tests.service.agent_proc import wait_until
 from tests.spool.feed import events, numbers
 
 
@@ -42,14 +43,6 @@ def feed(out: ForwardOutput, start: int, count: int, per_flush: int = 50) -> Non
 def received_numbers(receiver: ForwardReceiver) -> list[int]:
     return numbers(r.get("cmdline", "") for r in receiver.records())
 
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture(params=["unix", "tcp"])
