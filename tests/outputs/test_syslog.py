@@ -195,6 +195,8 @@ def test_receiver_restart_midway_loses_nothing(tmp_path, transport):
         out.write_messages(bodies[:200])
         out.flush()
         rs.wait_for(200)
+        # confirmed (taken and the connection still up a moment later): otherwise they are sent again (at least once)
+        assert wait_until(lambda: out.status()["delivered"] >= 200, 10)
         rs.stop()
         out.write_messages(bodies[200:400])
         out.flush()
@@ -203,10 +205,16 @@ def test_receiver_restart_midway_loses_nothing(tmp_path, transport):
         out.write_messages(bodies[400:])
         out.flush()
         got = rs.wait_for(len(bodies))
+        got = rs.wait_for(len(bodies) + 200, timeout=2)  # a resend after the reconnect shows up by now
     finally:
         out.close()
         rs.stop()
-    assert [m for *_rest, m in got] == [b" " + b for b in bodies]
+    received = [m for *_rest, m in got]
+    # nothing lost, in order; at-least-once delivery may send again what the receiver took just before it went
+    # away (it cannot be known whether rsyslog wrote it), never anything else
+    first_seen = list(dict.fromkeys(received))
+    assert first_seen == [b" " + b for b in bodies]
+    assert len(received) - len(first_seen) <= 200
 
 
 @needs_rsyslog
