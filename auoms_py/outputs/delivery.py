@@ -453,8 +453,13 @@ class DeliveryOutput(Output):
 
 
 class StreamLink(Link):
-    """Messages written to a stream socket (TCP, TLS, unix stream), framed by `frame`; a message is confirmed once
-    the kernel reports all its bytes taken by the receiver (auoms_py.outputs.net.unconfirmed_bytes)."""
+    """Messages written to a stream socket (TCP, TLS, unix stream), framed by `frame`. A message is confirmed once
+    the kernel reports all its bytes taken by the receiver (auoms_py.outputs.net.unconfirmed_bytes) *and* the
+    connection is still up `hold` seconds later: a receiver that takes bytes and then drops the connection without
+    using them (a TLS 1.3 server refusing our client certificate after the handshake, a receiver crashing with
+    unread data) gets them again on the next connection instead of losing them."""
+
+    hold = 0.5
 
     def __init__(self, sock, frame, *, tls: bool = False):
         from auoms_py.outputs import net
@@ -466,14 +471,15 @@ class StreamLink(Link):
         self._poller = net.closed_poller(sock)
         self.written = 0  # bytes written on this link
         self.count = 0  # messages written
+        self.taken = 0  # messages whose bytes the receiver took
         self.done = 0  # messages confirmed
         self._batches: collections.deque = collections.deque()  # (bytes before, cumulative frame ends, count before)
+        self._taken_at: collections.deque = collections.deque()  # (time, messages taken by then)
 
     def send(self, messages: list[bytes]) -> int:
         # Plain TCP has no acknowledgement: a receiver that closed the connection would silently swallow what is
         # written next. Look for its FIN/RST first and reconnect instead.
-        if self._net.peer_closed(self.sock, self._poller, tls=self.tls):
-            raise ConnectionResetError(104, "receiver closed the connection")
+        self._check_peer()
         frames = [self.frame(m) for m in messages]
         data = b"".join(frames)
         self.sock.sendall(data)  # a partly written frame would corrupt the stream: the caller starts a new link
@@ -487,22 +493,37 @@ class StreamLink(Link):
         self.count += len(messages)
         return 0
 
+    def _check_peer(self) -> None:
+        if self._net.peer_closed(self.sock, self._poller, tls=self.tls):
+            raise ConnectionResetError(104, "receiver closed the connection")
+
+    def _count_taken(self) -> int:
+        taken_bytes = self.written - self._net.unconfirmed_bytes(self.sock)
+        batches = self._batches
+        taken = self.taken
+        while batches and batches[0][0] + batches[0][1][-1] <= taken_bytes:
+            _start, ends, before = batches.popleft()
+            taken = before + len(ends)
+        if batches:
+            start, ends, before = batches[0]
+            taken = max(taken, before + bisect.bisect_right(ends, taken_bytes - start))
+        return taken
+
     def confirmed(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
+        marks = self._taken_at
         while True:
-            taken = self.written - self._net.unconfirmed_bytes(self.sock)
-            batches = self._batches
-            while batches and batches[0][0] + batches[0][1][-1] <= taken:
-                start, ends, before = batches.popleft()
-                self.done = before + len(ends)
-            if batches:
-                start, ends, before = batches[0]
-                self.done = max(self.done, before + bisect.bisect_right(ends, taken - start))
-            if not batches or time.monotonic() >= deadline:
+            self._check_peer()  # nothing is confirmed on a connection the receiver dropped
+            taken = self._count_taken()
+            now = time.monotonic()
+            if taken > self.taken:
+                self.taken = taken
+                marks.append((now, taken))
+            while marks and now - marks[0][0] >= self.hold:
+                self.done = marks.popleft()[1]
+            if self.done >= self.count or now >= deadline:
                 return self.done
-            if self._net.peer_closed(self.sock, self._poller, tls=self.tls):
-                raise ConnectionResetError(104, "receiver closed the connection")
-            time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(0.01, max(0.0, deadline - now)))
 
     def close(self) -> None:
         try:

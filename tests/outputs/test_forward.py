@@ -4,7 +4,6 @@ TCP, TLS, acknowledgements, ack loss, a connection closed before the ack, receiv
 spool between the output and the receiver."""
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from auoms_py.outputs.forward import ForwardOutput
 from auoms_py.service.config import from_dict
 from auoms_py.spool import Spool, SpoolOptions
+from tests.outputs.certs import make_certs
 from tests.outputs.fluent_receiver import ForwardReceiver
 from tests.outputs.rsyslog import free_port
 from tests.service.agent_proc import wait_until
@@ -173,25 +173,6 @@ def test_a_handshake_the_output_cannot_do_is_reported(tmp_path, caplog):
         out.close()
     assert "shared-key authentication" in caplog.text
     assert out.status()["delivered"] == 0 and out.status()["undelivered"] == 5
-
-
-def make_certs(directory) -> dict:
-    """A CA and a server certificate for 127.0.0.1 (openssl, as an operator would make them)."""
-    d = str(directory)
-    run = lambda *args: subprocess.run(args, check=True, capture_output=True, cwd=d)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-        "-out", "server.csr")
-    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=agent", "-keyout", "client.key",
-        "-out", "client.csr")
-    run("openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-out", "client.pem")
-    return {name: str(directory / f"{name}.pem") for name in ("ca", "server", "client")} | {
-        "server_key": str(directory / "server.key"), "client_key": str(directory / "client.key")}
 
 
 def test_tls_with_client_certificate(tmp_path):
