@@ -5,13 +5,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := auditd rsyslog libsystemd-dev pkg-config gcc python3-dev python3-venv openssl
+APT_PACKAGES := auditd rsyslog rsyslog-gnutls libsystemd-dev pkg-config gcc python3-dev python3-venv openssl
 PYTEST_ARGS ?=
 
 .PHONY: run test deps venv bench clean lint
 
 # System packages the tests drive for real: auditd (auditctl/ausearch oracles, plugin host), rsyslog (a real
-# syslog receiver), libsystemd-dev (builds systemd-python). Installed only when one is missing.
+# syslog receiver; rsyslog-gnutls: its TLS listener), libsystemd-dev (builds systemd-python). Installed only when
+# one is missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
