@@ -355,6 +355,7 @@ class DeliveryOutput(Output):
                     link = self.connect()
                 except OSError as exc:
                     self._went_down(exc)
+                    queue.save(force=True)  # what the last link confirmed: no duplicates after a crash meanwhile
                     self._sleep(delay)
                     delay = min(delay * 2, self.retry_max)
                     continue
@@ -405,6 +406,7 @@ class DeliveryOutput(Output):
                 link = None
                 self.connected = False
                 self._went_down(exc)
+                queue.save(force=True)
                 if not acked_on_link:  # nothing got through on this link: wait before the next one
                     self._sleep(delay)
                     delay = min(delay * 2, self.retry_max)

@@ -113,6 +113,7 @@ class Spool:
         self.opts = options or SpoolOptions()
         self.name = name or os.path.basename(self.dir.rstrip("/"))
         self.segment_bytes = self.opts.segment_size()
+        self.frame_limit = max(16 * 1024, min(1 << 20, self.segment_bytes // 2))
         self.counters = {
             "appended": 0,  # messages written to disk
             "delivered": 0,  # messages acknowledged
@@ -133,7 +134,6 @@ class Spool:
         self._wseg = -1  # the segment written to (the last one)
         self._next_seq = 1
         self._pending: list[bytes] = []
-        self._pending_bytes = 0
         self._dirty = False
         self._last_sync = 0.0
         self._write_failing = False
@@ -152,6 +152,7 @@ class Spool:
         with self._lock:
             self.opts = options
             self.segment_bytes = options.segment_size()
+            self.frame_limit = max(16 * 1024, min(1 << 20, self.segment_bytes // 2))
 
     # ---- open / recover -----------------------------------------------------------------------------------------
 
@@ -293,21 +294,49 @@ class Spool:
             return self._write_pending()
 
     def _write_pending(self) -> bool:
-        try:
-            return self._write_frame()
-        except OSError as exc:  # a new segment could not be created
-            self._write_failed(exc, None, self._pending_bytes, len(self._pending))
-            return False
+        """Write the pending messages: one frame, or several of at most frame_limit bytes for a large batch (so
+        that the bound drops old data a segment at a time, never a whole large batch). Messages that could not be
+        written stay pending for the next flush."""
+        pending = self._pending
+        limit = self.frame_limit
+        wrote = False
+        start = 0
+        while start < len(pending):
+            end = start + 1
+            size = len(pending[start])
+            while end < len(pending) and size + len(pending[end]) <= limit:
+                size += len(pending[end])
+                end += 1
+            try:
+                result = self._write_frame(pending[start:end])
+            except OSError as exc:  # a new segment could not be created
+                result = exc
+            if result is None or isinstance(result, OSError):
+                self._pending = pending[start:]
+                if result is None:
+                    self._hold_pending()
+                else:
+                    self._write_failed(result)
+                return wrote
+            wrote = wrote or result
+            start = end
+        self._pending = []
+        if self._write_failing:
+            self._write_failing = False
+            log.warning("spool %s: writing again", self.name)
+        return wrote
 
-    def _write_frame(self) -> bool:
-        messages = self._pending
+    def _write_frame(self, messages: list[bytes]):
+        """True: written; False: dropped by the bound (counted); None: no room yet (block); an OSError: the write
+        failed (nothing written)."""
         payload = msgpack.packb(messages, use_bin_type=True)
         count = len(messages)
         first = self._next_seq
         crc = zlib.crc32(payload, zlib.crc32(CRC_FIELDS.pack(count, first)))
         frame = HEADER.pack(MAGIC, len(payload), crc, count, first) + payload
-        if not self._make_room(len(frame), count):
-            return False
+        room = self._make_room(len(frame), count)
+        if not room:
+            return room
         if self._wfd is None or self._sizes[self._wseg] >= self.segment_bytes:
             self._new_segment()
         start = self._sizes[self._wseg]
@@ -316,35 +345,27 @@ class Spool:
             if written != len(frame):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # the rest would fail with it
         except OSError as exc:
-            self._write_failed(exc, start, len(frame), count)
-            return False
+            self._undo_write(start)
+            return exc
         self._sizes[self._wseg] = start + len(frame)
         self._bytes += len(frame)
         self._next_seq = first + count
-        self._pending = []
-        self._pending_bytes = 0
         self.counters["appended"] += count
         self.counters["frames"] += 1
         self._dirty = True
-        if self._write_failing:
-            self._write_failing = False
-            log.warning("spool %s: writing again", self.name)
         policy = self.opts.fsync
         if policy == "always" or policy == "interval" and time.monotonic() - self._last_sync >= self.opts.fsync_interval:
             self._sync()
         return True
 
-    def _make_room(self, size: int, count: int) -> bool:
-        """Apply the bound before a frame of `size` bytes is written; False when the batch was dropped."""
+    def _make_room(self, size: int, count: int) -> bool | None:
+        """Apply the bound before a frame of `size` bytes is written: True to write it, False when it was dropped,
+        None to keep it pending (`block`: it goes to disk once delivery made room; the input stops meanwhile)."""
         limit = self.opts.max_bytes
-        if self._bytes + size <= limit:
+        if self._bytes + size <= limit or not self._bytes:
             return True
         if self.opts.when_full == "block":
-            # the agent stops reading once `full`; what is already in flight still fits below a hard cap
-            if self._bytes + size <= limit + limit // 2:
-                return True
-            self._drop_batch(count, "the spool is full and the input did not stop in time")
-            return False
+            return None
         while self._bytes + size > limit and len(self._segments) > 1:
             self._drop_segment(self._segments[0])
         if self._bytes + size > limit and self._sizes[self._wseg] > 0:
@@ -372,8 +393,6 @@ class Spool:
 
     def _drop_batch(self, count: int, why: str) -> None:
         self.counters["dropped"] += count
-        self._pending = []
-        self._pending_bytes = 0
         self._report_drop(count, why)
 
     def _report_drop(self, count: int, why: str) -> None:
@@ -383,14 +402,24 @@ class Spool:
             log.error("spool %s: %s (%d lost now, %d so far; max_size %d bytes)", self.name, why, count, total,
                       self.opts.max_bytes)
 
-    def _write_failed(self, exc: OSError, start: int | None, size: int, count: int) -> None:
+    def _hold_pending(self) -> None:
+        """`block` and the spool is full: the batch waits in memory (the agent stopped reading); beyond
+        max_pending_bytes it is dropped and counted (an input that does not stop)."""
+        pending = sum(map(len, self._pending))
+        if pending > self.opts.max_pending_bytes:
+            self._drop_batch(len(self._pending), "the spool is full and the input did not stop")
+            self._pending = []
+
+    def _undo_write(self, start: int) -> None:
+        try:
+            os.ftruncate(self._wfd, start)  # a partly written frame must not stay
+            os.lseek(self._wfd, start, os.SEEK_SET)
+        except OSError:
+            self._new_segment_quietly()
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The disk refused a write: keep the pending messages for the next flush (up to max_pending_bytes)."""
         self.counters["write_errors"] += 1
-        if start is not None:
-            try:
-                os.ftruncate(self._wfd, start)  # a partly written frame must not stay
-                os.lseek(self._wfd, start, os.SEEK_SET)
-            except OSError:
-                self._new_segment_quietly()
         if not self._write_failing:
             self._write_failing = True
             log.error("spool %s: cannot write (%s); keeping up to %d KiB in memory and retrying", self.name,
@@ -398,9 +427,10 @@ class Spool:
         if self.opts.when_full == "drop_oldest" and len(self._segments) > 1 and exc.errno in (errno.ENOSPC,
                                                                                              errno.EDQUOT):
             self._drop_segment(self._segments[0], "the disk is full")  # the next flush tries again
-        self._pending_bytes = size
-        if size > self.opts.max_pending_bytes:
-            self._drop_batch(count, f"the disk refuses writes ({exc.strerror or exc})")
+        pending = sum(map(len, self._pending))
+        if pending > self.opts.max_pending_bytes:
+            self._drop_batch(len(self._pending), f"the disk refuses writes ({exc.strerror or exc})")
+            self._pending = []
 
     def _new_segment_quietly(self) -> None:
         try:
@@ -414,7 +444,7 @@ class Spool:
         writes (batches pile up in memory)."""
         if self.opts.when_full != "block":
             return False
-        return self._bytes >= self.opts.max_bytes or self._write_failing
+        return self._bytes >= self.opts.max_bytes or self._write_failing or bool(self._pending)
 
     def _new_segment(self) -> None:
         if self._wfd is not None:

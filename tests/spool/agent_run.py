@@ -50,12 +50,13 @@ class AgentRun:
 
     def start(self, wait: bool = True) -> "AgentRun":
         self._log = open(self.log_path, "ab")
+        log_start = self.log_path.stat().st_size
         command = [sys.executable, "-m", "auoms_py", "run", "-c", str(self.config_path), "--foreground"]
         self.proc = subprocess.Popen(self.wrapper + command, cwd=REPO, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         if wait:
             deadline = time.monotonic() + 30
-            while "started: " not in self.log().rsplit("auoms-py INFO starting", 1)[-1]:
+            while "started: " not in self.log()[log_start:]:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.log()}")
                 if time.monotonic() > deadline:
