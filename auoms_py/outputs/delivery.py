@@ -186,20 +186,21 @@ class Link:
 
 class DeliveryOutput(Output):
     """An output delivering through a queue in a thread of its own. Subclasses implement connect() -> Link and
-    target (a description of the receiver), and format their messages in write_event/write_messages."""
+    target (a description of the receiver), and format their messages in write_event/write_messages.
+
+    `opts` has what every delivering output's configuration has (service.config): queue_size (memory queue),
+    retry_interval, retry_max, send_timeout, drain_timeout; they are read from it when used, so a changed value
+    applies."""
 
     batch_count = 500  # messages read from the queue per send
     batch_bytes = 256 * 1024
     window = 64 * 500  # messages sent and not yet confirmed, at most
     ack_timeout = 30.0  # a batch unconfirmed this long: the link is taken as broken, the batch sent again
 
-    def __init__(self, name: str, fmt: Format | str, *, queue, retry_interval: float = 1.0, retry_max: float = 30.0,
-                 drain_timeout: float = 5.0):
+    def __init__(self, name: str, fmt: Format | str, opts, *, queue=None):
         super().__init__(name, fmt)
-        self.queue = queue
-        self.retry_interval = retry_interval
-        self.retry_max = max(retry_max, retry_interval)
-        self.drain_timeout = drain_timeout
+        self.opts = opts
+        self.queue = queue if queue is not None else MemoryQueue(opts.queue_size)
         self.counters.update(sent=0, delivered=0, resent=0, reconnects=0, queued=0, undelivered=0, too_large=0)
         self.connected = False
         self.down_since: float | None = None  # monotonic time delivery stopped working
@@ -217,6 +218,11 @@ class DeliveryOutput(Output):
     @property
     def target(self) -> str:
         return "?"
+
+    retry_interval = property(lambda self: self.opts.retry_interval)
+    retry_max = property(lambda self: max(self.opts.retry_max, self.opts.retry_interval))
+    send_timeout = property(lambda self: self.opts.send_timeout)
+    drain_timeout = property(lambda self: self.opts.drain_timeout)
 
     def describe(self) -> str:
         return f"{self.kind} output {self.name!r} ({self.format.name} to {self.target})"
@@ -277,8 +283,6 @@ class DeliveryOutput(Output):
     def input_paused(self) -> bool:
         """The spool is full under `when_full: block`: the agent stops reading its input."""
         return self.queue.full
-
-    send_timeout = 5.0
 
     def close(self) -> None:
         """Deliver what is queued, waiting up to drain_timeout seconds for the receiver; the rest stays queued

@@ -29,7 +29,7 @@ import msgpack
 from auoms_py.format import fluent
 from auoms_py.outputs import net
 from auoms_py.outputs.base import Format
-from auoms_py.outputs.delivery import DeliveryOutput, Link, MemoryQueue, StreamLink
+from auoms_py.outputs.delivery import DeliveryOutput, Link, StreamLink
 from auoms_py.service.config import ForwardOptions
 
 log = logging.getLogger("auoms_py.outputs.forward")
@@ -117,15 +117,11 @@ class ForwardOutput(DeliveryOutput):
     kind = "forward"
 
     def __init__(self, name: str, fmt: Format | str, opts: ForwardOptions, *, queue=None):
-        self.opts = opts
-        super().__init__(name, fmt, queue=queue if queue is not None else MemoryQueue(opts.queue_size),
-                         retry_interval=opts.retry_interval, retry_max=opts.retry_max,
-                         drain_timeout=opts.drain_timeout)
+        super().__init__(name, fmt, opts, queue=queue)
         self.batch_count = opts.chunk_size
         self.window = 8 * opts.chunk_size  # 8 chunks waiting for their ack, at most
         self.batch_bytes = 8 << 20
         self.ack_timeout = opts.ack_timeout
-        self.send_timeout = opts.send_timeout
         self._tls_context = None
         self._json_record = None
         if self.format.name == "json":

@@ -29,7 +29,7 @@ import stat
 import msgpack
 
 from auoms_py.outputs.base import Format
-from auoms_py.outputs.delivery import DeliveryOutput, Link, MemoryQueue
+from auoms_py.outputs.delivery import DeliveryOutput, Link
 from auoms_py.service.config import JournaldOptions
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"  # where libsystemd sends, fixed in the library
@@ -98,11 +98,7 @@ class JournaldOutput(DeliveryOutput):
     kind = "journald"
 
     def __init__(self, name: str, fmt: Format | str, opts: JournaldOptions, *, queue=None):
-        self.opts = opts
-        super().__init__(name, fmt, queue=queue if queue is not None else MemoryQueue(opts.queue_size),
-                         retry_interval=opts.retry_interval, retry_max=opts.retry_max,
-                         drain_timeout=opts.drain_timeout)
-        self.send_timeout = opts.send_timeout
+        super().__init__(name, fmt, opts, queue=queue)
         self.batch_count = 200
         self._identifier = opts.identifier.encode("ascii", "replace")
         self._sendv = None

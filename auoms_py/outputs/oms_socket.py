@@ -21,7 +21,7 @@ import time
 
 from auoms_py.outputs import net
 from auoms_py.outputs.base import Format
-from auoms_py.outputs.delivery import DeliveryOutput, Link, MemoryQueue, StreamLink
+from auoms_py.outputs.delivery import DeliveryOutput, Link, StreamLink
 from auoms_py.service.config import OmsOptions
 
 ACK_SIZE = 43  # len("%016X:%08X:%016X\n")
@@ -108,11 +108,7 @@ class OmsOutput(DeliveryOutput):
     kind = "oms"
 
     def __init__(self, name: str, fmt: Format | str, opts: OmsOptions, *, queue=None):
-        self.opts = opts
-        super().__init__(name, fmt, queue=queue if queue is not None else MemoryQueue(opts.queue_size),
-                         retry_interval=opts.retry_interval, retry_max=opts.retry_max,
-                         drain_timeout=opts.drain_timeout)
-        self.send_timeout = opts.send_timeout
+        super().__init__(name, fmt, opts, queue=queue)
         self.ack_timeout = opts.ack_timeout
         self.batch_count = min(100, opts.ack_queue_size)
         self.window = opts.ack_queue_size  # events waiting for their acknowledgement, at most

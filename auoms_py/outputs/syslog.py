@@ -288,25 +288,10 @@ class SyslogOutput(DeliveryOutput):
     kind = "syslog"
 
     def __init__(self, name: str, fmt: Format | str, opts: SyslogOptions, *, queue=None):
-        self.opts = opts
-        super().__init__(name, fmt, queue=queue if queue is not None else MemoryQueue(opts.queue_size),
-                         retry_interval=opts.retry_interval, retry_max=opts.retry_max,
-                         drain_timeout=opts.drain_timeout)
+        super().__init__(name, fmt, opts, queue=queue)
         self.framer = Framer(opts)
         self.counters.update(cut=0, cut_bytes=0)
         self._tls_context = None
-
-    @property
-    def drain_timeout(self) -> float:
-        return self.opts.drain_timeout
-
-    @drain_timeout.setter
-    def drain_timeout(self, value: float) -> None:
-        self.opts.drain_timeout = value
-
-    @property
-    def send_timeout(self) -> float:
-        return self.opts.send_timeout
 
     @property
     def target(self) -> str:

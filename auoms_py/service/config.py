@@ -480,7 +480,17 @@ def _pipeline(top: _Section, errors: list[str], base_dir: Path) -> PipelineConfi
 # ---- delivery: spool, tls, forward, oms, journald (docs/delivery.md) ----------------------------------------------
 
 @dataclasses.dataclass
-class ForwardOptions:
+class DeliveryOptions:
+    """What every delivering output (forward, oms, journald) has beside its own keys."""
+    queue_size: int = 100_000  # messages held in memory with `spool: false`
+    retry_interval: float = 1.0  # first reconnect delay; doubles up to retry_max
+    retry_max: float = 30.0
+    send_timeout: float = 5.0  # seconds a connect/send may block the delivery thread
+    drain_timeout: float = 5.0  # at exit: seconds to keep trying to deliver what is queued
+
+
+@dataclasses.dataclass
+class ForwardOptions(DeliveryOptions):
     address: Address | None = None  # unix:///PATH or tcp://HOST:PORT
     tag: str = "LINUX_AUDITD_BLOB"
     hostname: str = ""  # the records' Computer field (default: this machine's host name)
@@ -489,34 +499,20 @@ class ForwardOptions:
     time_as_integer: bool = True  # entry time as integer seconds (Fluentd 0.12, the OMS agent); false: EventTime
     chunk_size: int = 500  # events per forward message
     tls: TlsOptions | None = None
-    queue_size: int = 100_000  # spool: false
-    retry_interval: float = 1.0
-    retry_max: float = 30.0
-    send_timeout: float = 5.0
-    drain_timeout: float = 5.0
 
 
 @dataclasses.dataclass
-class OmsOptions:
+class OmsOptions(DeliveryOptions):
     address: Address | None = None  # unix:///PATH (AUOMS's output_socket) or tcp://HOST:PORT
     ack: bool = False  # AUOMS's enable_ack_mode: the receiver answers "SEC:MSEC:SERIAL\n" (hex) per event
     ack_timeout: float = 10.0
     ack_queue_size: int = 1000  # events sent and not yet acknowledged, at most
-    queue_size: int = 100_000
-    retry_interval: float = 1.0
-    retry_max: float = 60.0
-    send_timeout: float = 5.0
-    drain_timeout: float = 5.0
+    retry_max: float = 60.0  # AUOMS's longest reconnect delay
 
 
 @dataclasses.dataclass
-class JournaldOptions:
+class JournaldOptions(DeliveryOptions):
     identifier: str = "auoms"  # SYSLOG_IDENTIFIER
-    queue_size: int = 100_000
-    retry_interval: float = 1.0
-    retry_max: float = 30.0
-    send_timeout: float = 5.0
-    drain_timeout: float = 5.0
 
 
 def _spool_options(raw: Any, where: str, defaults: SpoolOptions, errors: list[str],

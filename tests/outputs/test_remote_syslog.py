@@ -97,23 +97,27 @@ def test_octet_counting_carries_a_message_with_a_newline_whole(tmp_path):
     assert received(rs) == list(range(50))
 
 
+def assert_restarts_lose_nothing(out: SyslogOutput, rs: Rsyslog, total: int, restarts: int, kill: bool) -> None:
+    try:
+        flow_with_restarts(out, rs, total, restarts, kill)
+        assert wait_until(lambda: out.status()["queued"] == 0, 60)
+        rs.wait_for(total, 30)
+        out.close()
+    finally:
+        rs.stop()
+    got = received(rs)
+    assert sorted(set(got)) == list(range(total))  # every message
+    duplicates = len(got) - len(set(got))
+    assert duplicates <= out.status()["resent"]  # and twice only what was sent again after a broken connection
+    assert out.status()["reconnects"] >= 1
+
+
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
 def test_no_loss_across_receiver_restarts_while_messages_flow(tmp_path, kill):
     port = free_port()
     rs = Rsyslog(tmp_path / "rs", unix_socket=False, tcp_port=port).start()
     out = central(f"tcp://127.0.0.1:{port}", tmp_path / "spool")
-    try:
-        flow_with_restarts(out, rs, 40_000, restarts=3, kill=kill)
-        assert wait_until(lambda: out.status()["queued"] == 0, 60)
-        rs.wait_for(40_000, 30)
-        out.close()
-    finally:
-        rs.stop()
-    got = received(rs)
-    assert sorted(set(got)) == list(range(40_000))  # every message
-    duplicates = len(got) - len(set(got))
-    assert duplicates <= out.status()["resent"]  # and twice only what was sent again after a broken connection
-    assert out.status()["reconnects"] >= 1
+    assert_restarts_lose_nothing(out, rs, 40_000, 3, kill)
 
 
 @needs_gtls
@@ -141,16 +145,7 @@ def test_tls_no_loss_across_receiver_restarts(tmp_path):
     port = free_port()
     rs = TlsRsyslog(tmp_path / "rs", port, certs).start()
     out = central(f"tcp://127.0.0.1:{port}", tmp_path / "spool", tls={"ca": certs["ca"]})
-    try:
-        flow_with_restarts(out, rs, 20_000, restarts=2)
-        assert wait_until(lambda: out.status()["queued"] == 0, 60)
-        rs.wait_for(20_000, 30)
-        out.close()
-    finally:
-        rs.stop()
-    got = received(rs)
-    assert sorted(set(got)) == list(range(20_000))
-    assert len(got) - len(set(got)) <= out.status()["resent"]
+    assert_restarts_lose_nothing(out, rs, 20_000, 2, kill=False)
 
 
 @needs_gtls

@@ -265,7 +265,6 @@ def test_a_full_disk_under_the_spool_is_counted_and_the_agent_keeps_running(tmp_
     try:
         agent = AgentRun(tmp_path / "agent", [forward_output(path, spool={"segment_size": "64k"})],
                          extra={"data_dir": str(data)})
-        agent.data_dir = data
         agent.start()
         agent.append_events(3000)
         metrics = metrics_after(agent, lambda m: m["agent"]["events"] >= 3000 and m["outputs"]["oms"]["dropped"])
