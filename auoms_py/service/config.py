@@ -376,7 +376,8 @@ def _outputs(top: _Section, errors: list[str], base_dir: Path, spool_defaults: S
         allowed = OUTPUT_FORMATS.get(kind or "", FORMATS)
         fmt = sec.choice("format", FORMATS, allowed[0])
         if fmt not in allowed:
-            sec.error("format", f"a {kind} output writes {' or '.join(allowed)}, not {fmt}")
+            article = "an" if kind and kind[0] in "aeiou" else "a"
+            sec.error("format", f"{article} {kind} output writes {' or '.join(allowed)}, not {fmt}")
         out = OutputConfig(name=name, type=kind or "stdout", format=fmt)
         if kind == "syslog":
             out.syslog = _syslog_options(sec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -311,3 +312,29 @@ def test_real_kernel_events_in_the_spool_survive_kill_9(tmp_path, audit_enabled,
             agent.stop()
     ours = [r for r in fwd.records() if marker in r.get("cmdline", "")]
     assert {r["RecordType"] for r in ours} == {"AUOMS_EXECVE"} and all(r["exe"] == "/usr/bin/echo" for r in ours)
+
+
+# ---- reload -------------------------------------------------------------------------------------------------------
+
+def test_sighup_with_a_changed_output_hands_its_spool_over(tmp_path):
+    """The output's address changes on SIGHUP while its receiver is away: the new output takes over the spool (no
+    "in use" refusal), and what waited there goes to the new address."""
+    old_path, new_path = str(tmp_path / "old.socket"), str(tmp_path / "new.socket")
+    agent = AgentRun(tmp_path / "agent", [forward_output(old_path)])
+    agent.start()
+    try:
+        agent.append_events(300)
+        metrics_after(agent, lambda m: m["outputs"]["oms"]["spool_depth"] >= 300)
+        config = agent.config_path.read_text().replace(old_path, new_path)
+        agent.config_path.write_text(config)
+        with ForwardReceiver(new_path) as fwd:
+            agent.proc.send_signal(signal.SIGHUP)
+            assert wait_until(lambda: "reload: configuration" in agent.log(), 10), agent.log()[-2000:]
+            agent.append_events(100)
+            assert wait_until(lambda: len(fwd.records()) >= 400, 30), agent.log()[-2000:]
+            assert agent.stop() == 0
+    finally:
+        if agent.alive():
+            agent.stop()
+    assert forward_numbers(fwd) == list(range(400))
+    assert "in use by another process" not in agent.log()
