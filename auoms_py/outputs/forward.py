@@ -51,7 +51,8 @@ class ForwardLink(Link):
         self.sent = 0  # entries sent on this link
         self.done = 0  # entries whose chunk was acknowledged
         self._chunks: collections.deque = collections.deque()  # (chunk id, entries sent after it)
-        self._acked: set[str] = set()
+        self._waiting: set[str] = set()  # chunk ids sent, not yet acknowledged
+        self._acked: set[str] = set()  # acknowledged, waiting for the chunks before them
         self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 20)
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLIN | net.POLL_CLOSED)
@@ -69,6 +70,7 @@ class ForwardLink(Link):
         self.sock.sendall(fluent.forward_message(self.tag, entries, chunk))
         self.sent += len(entries)
         self._chunks.append((chunk, self.sent))
+        self._waiting.add(chunk)
         return 0
 
     def confirmed(self, timeout: float) -> int:
@@ -83,6 +85,7 @@ class ForwardLink(Link):
         while chunks and chunks[0][0] in self._acked:
             chunk, self.done = chunks.popleft()
             self._acked.discard(chunk)
+            self._waiting.discard(chunk)
         return self.done
 
     def _read_answers(self, timeout: float) -> None:
@@ -99,7 +102,8 @@ class ForwardLink(Link):
         self._unpacker.feed(data)
         for answer in self._unpacker:
             if isinstance(answer, dict) and isinstance(answer.get("ack"), str):
-                self._acked.add(answer["ack"])
+                if answer["ack"] in self._waiting:  # an unknown id (a server's mistake) is ignored
+                    self._acked.add(answer["ack"])
             elif isinstance(answer, list) and answer and answer[0] == "HELO":
                 raise ProtocolError("the receiver asks for shared-key authentication (HELO), which this output "
                                     "does not support")
