@@ -71,6 +71,49 @@ class Writer:
             self.lines += len(lines)
 
 
+BATCH_BYTES = 1 << 20
+
+
+def _line_batches(stream, stats):
+    """(line number of the first line, lines) in batches of about a MiB: one decode and split per batch."""
+    lineno = 1
+    rest = b""
+    while True:
+        chunk = stream.read(BATCH_BYTES)
+        if not chunk:
+            break
+        stats["bytes"] += len(chunk)
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            rest = data
+            continue
+        rest = data[cut:]
+        data = data[:cut]
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        lines = data.decode("latin-1").split("\n")
+        lines.pop()  # after the last newline
+        stats["lines"] += len(lines)
+        yield lineno, lines
+        lineno += len(lines)
+    if rest:
+        stats["lines"] += 1
+        yield lineno, [rest.decode("latin-1")]
+
+
+def _position(lines: list[str], record_index: int) -> int:
+    """Where the record_index-th record line (comments and blank lines skipped) is in its batch (only for the
+    few malformed lines shown)."""
+    seen = -1
+    for position, line in enumerate(lines):
+        if not (line[:1] == "#" or not line.strip()):
+            seen += 1
+            if seen == record_index:
+                return position
+    return len(lines)
+
+
 def _open_inputs(names: list[str]):
     for name in names or ["-"]:
         if name == "-":
@@ -95,17 +138,21 @@ def run(args) -> int:
         return 1
     try:
         for name, stream in _open_inputs(args.files):
-            for lineno, raw in enumerate(stream, 1):
-                stats["lines"] += 1
-                stats["bytes"] += len(raw)
-                line = raw.decode("latin-1")
-                if line[:1] == "#" or not line.strip():
-                    stats["comments"] += 1
-                    continue
-                before = pipeline.counters["malformed"]
-                out = pipeline.feed_line(line)
-                if pipeline.counters["malformed"] != before and len(malformed) < MALFORMED_SHOWN:
-                    malformed.append((name, lineno, pipeline.malformed_samples[-1][0], line.rstrip("\n")))
+            for first_lineno, lines in _line_batches(stream, stats):
+                records = []
+                for line in lines:
+                    if line[:1] == "#" or not line.strip():
+                        stats["comments"] += 1
+                    else:
+                        records.append(line)
+
+                def on_malformed(index, reason, name=name, records=records, first_lineno=first_lineno,
+                                 lines=lines):
+                    if len(malformed) < MALFORMED_SHOWN:
+                        lineno = first_lineno + _position(lines, index)
+                        malformed.append((name, lineno, reason, records[index]))
+
+                out = pipeline.feed_lines(records, on_malformed=on_malformed)
                 if out:
                     writer.write(filters.apply(out) if filters else out)
         out = pipeline.flush()

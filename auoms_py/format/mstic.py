@@ -29,8 +29,13 @@ def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCL
     """The syslog body for one output record, or None if its record type is not written."""
     if record.type_name in excluded_types:
         return None
-    parts = [f"type={record.type_name} audit({record.sec}.{record.msec:03d}:{record.serial}):"]
-    _write_fields(parts, record.fields)
+    head = f"type={record.type_name} audit({record.sec}.{record.msec:03d}:{record.serial}):"
+    texts = record.field_texts()
+    if texts is not None:
+        parts = [head, *texts]
+    else:
+        parts = [head]
+        _write_fields(parts, record.fields)
     for merged in record.merged:
         type_name = merged.type_name
         if type_name not in excluded_types:

@@ -12,6 +12,7 @@ the event (AUOMS defect §10.1 was to throw on big events and crash-loop).
 from __future__ import annotations
 
 from auoms_py.pipeline.model import EOE, Event, Record
+from auoms_py.pipeline.parse import parse_event_id
 
 
 def is_single_record_type(code: int) -> bool:
@@ -42,36 +43,34 @@ class Assembler:
         return len(self._open)
 
     def add(self, record: Record, now: float) -> list[Event]:
-        """Add a record; return the events it completes (possibly evicted old ones first)."""
+        """Add a record; return the events it completes (possibly evicted old ones first).
+        Raises MalformedRecord when a record starts an event with an invalid event id."""
         code = record.code
-        key = (record.sec, record.msec, record.serial)
+        key = record.key
         entry = self._open.get(key)
-        if code == EOE:
-            self.counters["eoe_records"] += 1
-            if entry is None:
+        if entry is None:
+            if code == EOE:
+                self.counters["eoe_records"] += 1
                 self.counters["eoe_without_event"] += 1
                 return []
-            del self._open[key]
-            event = entry[0]
-            event.complete = True
-            self.counters["events_complete"] += 1
-            return [event]
-        if entry is None:
-            if is_single_record_type(code) and code:
-                event = Event(record.sec, record.msec, record.serial)
-                event.records.append(record)
-                event.size = len(record.body)
+            event = Event(key, *parse_event_id(key))
+            event.records.append(record)
+            event.size = len(record.body)
+            if code and is_single_record_type(code):
                 event.complete = True
                 self.counters["events_complete"] += 1
                 return [event]
-            event = Event(record.sec, record.msec, record.serial)
-            event.records.append(record)
-            event.size = len(record.body)
             self._open[key] = [event, now]
             if len(self._open) > self.max_open_events:
                 return self._evict()
             return []
         event = entry[0]
+        if code == EOE:
+            self.counters["eoe_records"] += 1
+            del self._open[key]
+            event.complete = True
+            self.counters["events_complete"] += 1
+            return [event]
         entry[1] = now
         size = len(record.body)
         if event.size + size > self.max_event_bytes:

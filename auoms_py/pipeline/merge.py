@@ -3,13 +3,20 @@
 A syscall event (SYSCALL, EXECVE, CWD, PATH, SOCKADDR or INTEGRITY_RULE among its records; the SYSCALL record
 goes first) becomes ONE record, AUOMS_EXECVE / AUOMS_SYSCALL / AUOMS_SYSCALL_FRAGMENT, with its fields in the
 order Sentinel's parsers need. Any other event passes through: one output record per input record.
+
+Speed: this stage is most of the pipeline's cost, so the records the kernel writes in its usual layout take a
+fast path (`FastMerger`): a record's body is split once, and each `name=value` token is looked up whole in a cache
+of what it becomes (`uid=0` -> `user=root uid=0`), so a token seen before costs one dict lookup; tokens that are
+different in every event (pid, a0..a3, inode) are recognised by position and passed through. Anything unusual
+(another layout, a quoted value holding spaces, split arguments, several EXECVE records) takes the general path,
+which handles every input; tests run both over the same corpora and require identical output.
 """
 from __future__ import annotations
 
 import json
 
 from auoms_py.pipeline import model
-from auoms_py.pipeline.escape import join_args, split_proctitle, unescape
+from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, unescape
 from auoms_py.pipeline.execve import build_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
 from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
@@ -18,9 +25,6 @@ SYSCALL_EVENT_TYPES = frozenset((model.SYSCALL, model.EXECVE, model.CWD, model.P
                                  model.INTEGRITY_RULE))
 _SKIP_SYSCALL_FIELDS = frozenset(("type", "items"))
 _SKIP_PATH_FIELDS = frozenset(("item", "node"))
-# records folded into dedicated fields rather than copied as <TYPE>_<field>
-_FOLDED = frozenset((model.SYSCALL, model.EXECVE, model.CWD, model.PATH, model.SOCKADDR, model.INTEGRITY_RULE,
-                     model.PROCTITLE, model.EOE))
 
 
 def _int(value: str | None) -> int | None:
@@ -38,28 +42,88 @@ def _json_array(values: list[str]) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-def _item_number(record) -> int:
-    item = record.get("item")
-    return int(item) if item is not None and item.isdigit() else 1 << 30
+def _json_name(raw: str | None) -> str:
+    if raw is None:
+        return ""
+    return unescape(raw)[0].encode("latin-1").decode("utf-8", "backslashreplace")
+
+
+def render(name: str, value: str, style: int) -> str:
+    """One field as the MSTIC line writes it (before the line's final escaping of control bytes)."""
+    return f'{name}="{value}"' if style == TEXT else f"{name}={value}"
+
+
+def _item_number(fields: list[tuple[str, str]]) -> int:
+    for name, value in fields:
+        if name == "item":
+            return int(value) if value.isdigit() else 1 << 30
+    return 1 << 30
+
+
+class _Classified:
+    """The records of a syscall event by role."""
+
+    __slots__ = ("syscall", "cwd", "sockaddr", "integrity", "proctitle", "paths", "execves", "others")
+
+    def __init__(self, records):
+        self.syscall = self.cwd = self.sockaddr = self.integrity = self.proctitle = None
+        self.paths = []
+        self.execves = []
+        self.others = []
+        for record in records:
+            code = record.code
+            if code == model.SYSCALL:
+                if self.syscall is None:
+                    self.syscall = record
+                    continue
+            elif code == model.EXECVE:
+                self.execves.append(record)
+                continue
+            elif code == model.PATH:
+                self.paths.append(record)
+                continue
+            elif code == model.CWD:
+                if self.cwd is None:
+                    self.cwd = record
+                continue
+            elif code == model.SOCKADDR:
+                if self.sockaddr is None:
+                    self.sockaddr = record
+                continue
+            elif code == model.INTEGRITY_RULE:
+                if self.integrity is None:
+                    self.integrity = record
+                continue
+            elif code == model.PROCTITLE:
+                if self.proctitle is None:
+                    self.proctitle = record
+                continue
+            self.others.append(record)
 
 
 class Merger:
+    """The general path: any event, any record layout."""
+
     def __init__(self, interpreter: Interpreter):
         self.interpreter = interpreter
 
     def event_records(self, event: Event) -> list[OutputRecord]:
         """The output records of one event."""
         records = event.records
-        if any(record.code in SYSCALL_EVENT_TYPES for record in records):
-            return [self.merge_syscall_event(event)]
+        for record in records:
+            if record.code in SYSCALL_EVENT_TYPES:
+                return [self.merge_syscall_event(event)]
         return [self.pass_through(event, record) for record in records]
 
     def pass_through(self, event: Event, record) -> OutputRecord:
         out = OutputRecord(record.code, record.type_name, event.sec, event.msec, event.serial, record.node)
+        out.raw_text = record.body
+        fields = out.fields
         if record.node is not None:
-            out.fields.append(("node", record.node, BARE))
-        self.interpreter.add_fields(out.fields, record.code, record.fields())
-        for name, value in record.fields():
+            fields.append(("node", record.node, BARE))
+        record_fields = record.fields()
+        self.interpreter.add_fields(fields, record.code, record_fields)
+        for name, value in record_fields:
             if name == "pid":
                 out.pid = _int(value)
             elif name == "uid":
@@ -69,137 +133,386 @@ class Merger:
         return out
 
     def merge_syscall_event(self, event: Event) -> OutputRecord:
-        syscall = cwd = sockaddr = integrity = proctitle = None
-        paths = []
-        execves = []
-        others = []
-        for record in event.records:
-            code = record.code
-            if code == model.SYSCALL:
-                if syscall is None:
-                    syscall = record
-                    continue
-            elif code == model.EXECVE:
-                execves.append(record)
-                continue
-            elif code == model.PATH:
-                paths.append(record)
-                continue
-            elif code == model.CWD:
-                if cwd is None:
-                    cwd = record
-                continue
-            elif code == model.SOCKADDR:
-                if sockaddr is None:
-                    sockaddr = record
-                continue
-            elif code == model.INTEGRITY_RULE:
-                if integrity is None:
-                    integrity = record
-                continue
-            elif code == model.PROCTITLE:
-                if proctitle is None:
-                    proctitle = record
-                continue
-            others.append(record)
+        roles = _Classified(event.records)
+        out = self._syscall_part(event, roles)
+        self._rest(out, roles)
+        if event.dropped_records:
+            out.dropped_records = event.dropped_records
+        return out
 
-        add = self.interpreter.add_fields
-        arch_raw = None
-        syscall_readable = None
-        if syscall is not None:
-            sys_fields = syscall.fields()
-            values = dict(sys_fields[::-1])  # first occurrence wins
-            arch_raw = values.get("arch")
-            raw_number = values.get("syscall")
-            syscall_readable = syscall_name(raw_number, arch_raw) if raw_number is not None else None
-            if syscall_readable is not None and syscall_readable.startswith("execve"):
-                code, type_name = model.AUOMS_EXECVE, "AUOMS_EXECVE"
-            else:
-                code, type_name = model.AUOMS_SYSCALL, "AUOMS_SYSCALL"
-            out = OutputRecord(code, type_name, event.sec, event.msec, event.serial, syscall.node)
-            fields = out.fields
-            if syscall.node is not None:
-                fields.append(("node", syscall.node, BARE))
-            add(fields, model.SYSCALL, sys_fields, arch_raw, skip=_SKIP_SYSCALL_FIELDS)
-            out.syscall = syscall_readable
-            out.pid = _int(values.get("pid"))
-            out.ppid = _int(values.get("ppid"))
-            out.uid = _int(values.get("uid"))
-            out.gid = _int(values.get("gid"))
-            exe = values.get("exe")
-            out.exe = unescape(exe)[0] if exe is not None else None
-            out.keys = split_keys(values.get("key"))
-            out.success = values.get("success")
-        else:
-            first = event.records[0]
+    # -- the sections of a merged record, in the order they are written -------------------------------------------
+
+    def _syscall_part(self, event: Event, roles: _Classified) -> OutputRecord:
+        """The output record with the SYSCALL record's fields (or an AUOMS_SYSCALL_FRAGMENT without them)."""
+        syscall = roles.syscall
+        if syscall is None:
             out = OutputRecord(model.AUOMS_SYSCALL_FRAGMENT, "AUOMS_SYSCALL_FRAGMENT", event.sec, event.msec,
-                               event.serial, first.node)
-            fields = out.fields
-        out.is_syscall = True
+                               event.serial, event.records[0].node)
+            out.is_syscall = True
+            out.fields  # an empty field list: the general sections append to it
+            return out
+        sys_fields = syscall.fields()
+        values = dict(sys_fields[::-1])  # first occurrence wins
+        arch_raw = values.get("arch")
+        raw_number = values.get("syscall")
+        syscall_readable = syscall_name(raw_number, arch_raw) if raw_number is not None else None
+        out = self._new_syscall_record(event, syscall, syscall_readable)
+        fields = out.fields
+        if syscall.node is not None:
+            fields.append(("node", syscall.node, BARE))
+        self.interpreter.add_fields(fields, model.SYSCALL, sys_fields, arch_raw, skip=_SKIP_SYSCALL_FIELDS)
+        out.pid = _int(values.get("pid"))
+        out.ppid = _int(values.get("ppid"))
+        out.uid = _int(values.get("uid"))
+        out.gid = _int(values.get("gid"))
+        exe = values.get("exe")
+        out.exe = unescape(exe)[0] if exe is not None else None
+        out.keys = split_keys(values.get("key"))
+        out.success = values.get("success")
+        return out
 
-        if cwd is not None:
-            value = cwd.get("cwd")
+    @staticmethod
+    def _new_syscall_record(event: Event, syscall, syscall_readable: str | None) -> OutputRecord:
+        if syscall_readable is not None and syscall_readable.startswith("execve"):
+            code, type_name = model.AUOMS_EXECVE, "AUOMS_EXECVE"
+        else:
+            code, type_name = model.AUOMS_SYSCALL, "AUOMS_SYSCALL"
+        out = OutputRecord(code, type_name, event.sec, event.msec, event.serial, syscall.node)
+        out.is_syscall = True
+        out.syscall = syscall_readable
+        return out
+
+    def _rest(self, out: OutputRecord, roles: _Classified) -> None:
+        """cwd, PATH item 0 and path_* arrays, argc/cmdline, saddr, hash, proctitle, other records (§3)."""
+        add = self.interpreter.add_fields
+        fields = out.fields
+        arch_raw = roles.syscall.get("arch") if roles.syscall is not None else None
+        if roles.cwd is not None:
+            value = roles.cwd.get("cwd")
             if value is not None:
                 add(fields, model.CWD, [("cwd", value)])
-
-        if paths:
-            # sort by item number so the path_* arrays line up (AUOMS defect §10.5)
-            paths.sort(key=_item_number)
-            first_path = paths[0]
-            if first_path.get("item") == "0":
-                add(fields, model.PATH, first_path.fields(), arch_raw, skip=_SKIP_PATH_FIELDS)
-            names, nametypes, modes, ouids, ogids = [], [], [], [], []
-            for path in paths:
-                pf = dict(path.fields()[::-1])  # first occurrence wins
-                name = pf.get("name")
-                names.append(unescape(name)[0].encode("latin-1").decode("utf-8", "backslashreplace")
-                             if name is not None else "")
-                nametypes.append(pf.get("nametype", pf.get("objtype", "")))
-                modes.append(pf.get("mode", ""))
-                ouids.append(pf.get("ouid", ""))
-                ogids.append(pf.get("ogid", ""))
-            fields.append(("path_name", _json_array(names), BARE))
-            fields.append(("path_nametype", _json_array(nametypes), BARE))
-            fields.append(("path_mode", _json_array(modes), BARE))
-            fields.append(("path_ouid", _json_array(ouids), BARE))
-            fields.append(("path_ogid", _json_array(ogids), BARE))
-
-        if execves:
-            argv, cmdline, argc = build_argv([record.fields() for record in execves])
+        if roles.paths:
+            self._paths(fields, roles.paths, arch_raw)
+        if roles.execves:
+            argv, cmdline, argc = build_argv([record.fields() for record in roles.execves])
             fields.append(("argc", str(argc), BARE))
             fields.append(("cmdline", cmdline, TEXT))
             out.argv = argv
             out.cmdline = cmdline
-
-        if sockaddr is not None:
-            value = sockaddr.get("saddr")
+        if roles.sockaddr is not None:
+            value = roles.sockaddr.get("saddr")
             if value is not None:
                 add(fields, model.SOCKADDR, [("saddr", value)], arch_raw)
-
-        if integrity is not None:
-            value = integrity.get("hash")
+        if roles.integrity is not None:
+            value = roles.integrity.get("hash")
             if value is not None:
                 fields.append(("hash", value, BARE))
-
-        if proctitle is not None:
-            value = proctitle.get("proctitle")
+        if roles.proctitle is not None:
+            value = roles.proctitle.get("proctitle")
             if value is not None:
-                args = split_proctitle(unescape(value)[0])  # decoded once (AUOMS defect §10.4)
-                out.proctitle_argv = args
-                if not execves:
-                    text = join_args(args)
-                    # AUOMS writes proctitle bare; quoting is left to the formats that need it
-                    fields.append(("proctitle", text, BARE))
-                    out.cmdline = text
+                self._proctitle(out, fields, value, bool(roles.execves))
+        self._others(out, roles.others, arch_raw)
 
-        if others:
-            def interpret_merged(record, arch_raw=arch_raw):
-                merged_fields: list = []
-                add(merged_fields, record.code, record.fields(), arch_raw, renamed=False)
-                return merged_fields
+    def _paths(self, fields: list, paths: list, arch_raw: str | None) -> None:
+        # sort by item number so the path_* arrays line up (AUOMS defect §10.5)
+        path_fields = sorted((path.fields() for path in paths), key=_item_number)
+        first = path_fields[0]
+        if any(name == "item" and value == "0" for name, value in first):
+            self.interpreter.add_fields(fields, model.PATH, first, arch_raw, skip=_SKIP_PATH_FIELDS)
+        names, nametypes, modes, ouids, ogids = [], [], [], [], []
+        for pf_list in path_fields:
+            pf = dict(pf_list[::-1])  # first occurrence wins
+            names.append(_json_name(pf.get("name")))
+            nametypes.append(pf.get("nametype", pf.get("objtype", "")))
+            modes.append(pf.get("mode", ""))
+            ouids.append(pf.get("ouid", ""))
+            ogids.append(pf.get("ogid", ""))
+        _append_path_arrays(fields, names, nametypes, modes, ouids, ogids)
 
-            out.merged = [MergedRecord(record.type_name, record, interpret_merged) for record in others]
+    @staticmethod
+    def _proctitle(out: OutputRecord, fields: list, value: str, has_execve: bool) -> None:
+        args = split_proctitle(unescape(value)[0])  # decoded once (AUOMS defect §10.4)
+        out.proctitle_argv = args
+        if not has_execve:
+            text = join_args(args)
+            fields.append(("proctitle", text, BARE))  # AUOMS writes proctitle bare
+            out.cmdline = text
 
+    def _others(self, out: OutputRecord, others: list, arch_raw: str | None) -> None:
+        if not others:
+            return
+        add = self.interpreter.add_fields
+
+        def interpret_merged(record, arch_raw=arch_raw):
+            merged_fields: list = []
+            add(merged_fields, record.code, record.fields(), arch_raw, renamed=False)
+            return merged_fields
+
+        out.merged = [MergedRecord(record.type_name, record, interpret_merged) for record in others]
+
+
+def _append_path_arrays(fields: list, names, nametypes, modes, ouids, ogids) -> None:
+    fields.append(("path_name", _json_array(names), BARE))
+    fields.append(("path_nametype", _json_array(nametypes), BARE))
+    fields.append(("path_mode", _json_array(modes), BARE))
+    fields.append(("path_ouid", _json_array(ouids), BARE))
+    fields.append(("path_ogid", _json_array(ogids), BARE))
+
+
+class _NotFast(Exception):
+    """The record is not in the layout the fast path knows: use the general path."""
+
+
+# names whose values differ in most records: a token cache entry for them would be used once
+_UNIQUE_NAMES = frozenset(("a0", "a1", "a2", "a3", "pid", "ppid", "exit", "inode", "opid"))
+_CACHE_LIMIT = 8192  # entries per cache; a full cache starts again empty (memory stays bounded)
+# the SYSCALL fields between `success=` and `auid=`, different in every event, written as read (but items)
+_MIDDLE_NAMES = ("exit=", "a0=", "a1=", "a2=", "a3=", "items=", "ppid=", "pid=")
+_TAIL_FORBIDDEN = frozenset(("items", "type", "arch", "syscall"))
+
+
+def _plain_tokens(text: str) -> list[str]:
+    """The tokens of text made of tokens separated by single spaces; anything else (tabs, runs of spaces, other
+    whitespace the general path splits on) is for the general path."""
+    tokens = text.split(" ")
+    if tokens != text.split():
+        raise _NotFast
+    return tokens
+
+
+class _Cache(dict):
+    """A dict that starts again empty when full, so memory stays bounded whatever the input."""
+
+    __slots__ = ()
+
+    def put(self, key, value):
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        self[key] = value
+        return value
+
+
+class FastMerger(Merger):
+    """The general Merger plus caches keyed by whole record text, for records in the kernel's usual layout.
+
+    What a record becomes depends only on its text (and the user db, whose reload empties the caches), and most
+    record texts repeat: the PATH, CWD and EXECVE records of every `ls` in /tmp are the same, and so is the tail of
+    its SYSCALL record (`auid=... uid=... comm="ls" exe="/usr/bin/ls" key=...`). So each record, or each
+    section of a SYSCALL record, is looked up whole; only the part that differs in every event (exit, a0..a3, ppid,
+    pid) is split, and it is written as read. A miss is interpreted token by token (tokens cached too), with
+    the same Interpreter the general path uses.
+    """
+
+    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_arrays", "execves", "proctitles", "tokens")
+
+    def __init__(self, interpreter: Interpreter):
+        super().__init__(interpreter)
+        self._generation = None
+        for name in self._CACHES:
+            setattr(self, name, _Cache())
+        self.fast_events = 0
+        self.general_events = 0
+
+    def merge_syscall_event(self, event: Event) -> OutputRecord:
+        userdb = self.interpreter.userdb
+        generation = userdb.generation if userdb is not None else 0
+        if generation != self._generation:  # names changed: every cached interpretation is stale
+            self._generation = generation
+            for name in self._CACHES:
+                getattr(self, name).clear()
+        roles = _Classified(event.records)
+        try:
+            out = self._fast(event, roles)
+            self.fast_events += 1
+        except _NotFast:
+            self.general_events += 1
+            return super().merge_syscall_event(event)
         if event.dropped_records:
             out.dropped_records = event.dropped_records
         return out
+
+    # -- interpreting a miss ------------------------------------------------------------------------------------------
+
+    def _token(self, code: int, token: str, arch_raw: str | None):
+        """(text, triples) for one name=value token (cached unless its value is one of a kind)."""
+        key = (code, arch_raw, token)
+        entry = self.tokens.get(key)
+        if entry is not None:
+            return entry
+        name, sep, raw = token.partition("=")
+        if not sep or not name or (raw[:1] == '"' and (len(raw) < 2 or raw[-1] != '"')):
+            raise _NotFast  # a token without '=' or a quoted value cut at a space
+        triples: list = []
+        self.interpreter.add_fields(triples, code, ((name, raw),), arch_raw)
+        entry = (" ".join([render(*triple) for triple in triples]), tuple(triples))
+        if name not in _UNIQUE_NAMES:
+            self.tokens.put(key, entry)
+        return entry
+
+    def _section(self, code: int, text: str, arch_raw: str | None = None) -> tuple[str, tuple]:
+        """(text, triples) for a run of name=value tokens separated by single spaces."""
+        texts = []
+        triples = []
+        for token in _plain_tokens(text):
+            part_text, part_triples = self._token(code, token, arch_raw)
+            texts.append(part_text)
+            triples += part_triples
+        return " ".join(texts), tuple(triples)
+
+    # -- the fast path ------------------------------------------------------------------------------------------------
+
+    def _fast(self, event: Event, roles: _Classified) -> OutputRecord:
+        syscall = roles.syscall
+        if syscall is None or len(roles.execves) > 1 or roles.integrity is not None:
+            raise _NotFast
+        body = syscall.body
+        # arch=.. syscall=.. success=.. | exit=.. a0=.. a1=.. a2=.. a3=.. items=.. ppid=.. pid=.. | auid=.. ... key=..
+        exit_at = body.find(" exit=")
+        auid_at = body.find(" auid=", exit_at)
+        if exit_at < 0 or auid_at < 0:
+            raise _NotFast
+        head = self.heads.get(body[:exit_at]) or self._syscall_head(body[:exit_at])
+        tail = self.tails.get(body[auid_at + 1:]) or self._syscall_tail(body[auid_at + 1:])
+        segment = body[exit_at + 1:auid_at]
+        middle = segment.split(" ")
+        if len(middle) != 8 or '"' in segment or not segment.isprintable():
+            raise _NotFast
+        for token, name in zip(middle, _MIDDLE_NAMES):
+            if not token.startswith(name):
+                raise _NotFast
+        out = self._new_syscall_record(event, syscall, head[2])
+        arch_raw = head[3]
+        ppid, pid = middle[6][5:], middle[7][4:]
+        out.pid = int(pid) if pid.isdigit() else None
+        out.ppid = int(ppid) if ppid.isdigit() else None
+        out.success = head[4]
+        out.uid, out.gid, out.exe, out.keys = tail[2], tail[3], tail[4], tail[5]
+        del middle[5]  # items=
+        parts = [(head[0], head[1]), (" ".join(middle), None), (tail[0], tail[1])]
+        if syscall.node is not None:
+            parts.insert(0, ("node=" + syscall.node, None))
+        out.parts = parts
+
+        if roles.cwd is not None:
+            cwd = roles.cwd.body
+            parts.append(self.cwds.get(cwd) or self.cwds.put(cwd, self._single(model.CWD, "cwd", cwd, None)))
+        if roles.paths:
+            self._fast_paths(parts, roles.paths)
+        if roles.execves:
+            execve = roles.execves[0].body
+            entry = self.execves.get(execve) or self.execves.put(execve, self._execve(execve))
+            parts += entry[0]
+            out.argv, out.cmdline = entry[1], entry[2]
+        if roles.sockaddr is not None:
+            key = (arch_raw, roles.sockaddr.body)
+            parts.append(self.saddrs.get(key)
+                         or self.saddrs.put(key, self._single(model.SOCKADDR, "saddr", key[1], arch_raw)))
+        if roles.proctitle is not None:
+            proctitle = roles.proctitle.body
+            args, text = (self.proctitles.get(proctitle)
+                          or self.proctitles.put(proctitle, self._proctitle_entry(proctitle)))
+            out.proctitle_argv = args
+            if not roles.execves:
+                parts.append(("proctitle=" + text, (("proctitle", text, BARE),)))
+                out.cmdline = text
+        self._others(out, roles.others, arch_raw)
+        return out
+
+    def _syscall_head(self, head: str):
+        """(text, triples, syscall name, arch raw, success) for `arch=.. syscall=.. success=..`."""
+        tokens = _plain_tokens(head)
+        if (len(tokens) != 3 or not tokens[0].startswith("arch=") or not tokens[1].startswith("syscall=")
+                or not tokens[2].startswith("success=")):
+            raise _NotFast
+        arch_raw = tokens[0][5:]
+        text, triples = self._section(model.SYSCALL, head, arch_raw)
+        name = next(value for field, value, _style in triples if field == "syscall")
+        return self.heads.put(head, (text, triples, name, arch_raw, tokens[2][8:]))
+
+    def _syscall_tail(self, tail: str):
+        """(text, triples, uid, gid, exe, keys) for `auid=.. uid=.. ... exe=.. [subj=..] [key=..]`."""
+        stripped = tail[:-1] if tail.endswith(" ") else tail  # records without a key field end with a space
+        text, triples = self._section(model.SYSCALL, stripped)
+        values = _first_values(stripped)
+        if "exe" not in values or not _TAIL_FORBIDDEN.isdisjoint(values):
+            raise _NotFast  # fields the general path skips or reads from the head
+        return self.tails.put(tail, (text, triples, _int(values.get("uid")), _int(values.get("gid")),
+                                     unescape(values["exe"])[0], split_keys(values.get("key"))))
+
+    def _single(self, code: int, name: str, body: str, arch_raw: str | None):
+        """(text, triples) of a record that is one `name=value` field (CWD, SOCKADDR)."""
+        if len(_plain_tokens(body)) != 1 or not body.startswith(name + "="):
+            raise _NotFast
+        return self._token(code, body, arch_raw)
+
+    def _fast_paths(self, parts: list, paths: list) -> None:
+        cache = self.paths
+        entries = [cache.get(path.body) or self._path_entry(path.body) for path in paths]
+        for number, entry in enumerate(entries):
+            if entry[0] != number:
+                raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
+        if entries[0][1] is not None:
+            parts.append(entries[0][1])
+        bodies = tuple(path.body for path in paths)
+        arrays = self.path_arrays.get(bodies)
+        if arrays is None:
+            fields: list = []
+            _append_path_arrays(fields, *([entry[2][column] for entry in entries] for column in range(5)))
+            arrays = self.path_arrays.put(bodies, (" ".join([render(*field) for field in fields]), tuple(fields)))
+        parts.append(arrays)
+
+    def _path_entry(self, body: str):
+        """(item number, item 0's (text, triples) or None, (name, nametype, mode, ouid, ogid) for the arrays)."""
+        stripped = body[:-1] if body.endswith(" ") else body
+        tokens = _plain_tokens(stripped)
+        if not tokens[0].startswith("item=") or not tokens[0][5:].isdigit():
+            raise _NotFast
+        number = int(tokens[0][5:])
+        values = _first_values(stripped[len(tokens[0]) + 1:])
+        if "item" in values or "node" in values:
+            raise _NotFast  # fields the general path skips
+        name = values.get("name")
+        if name is not None and name[:1] == '"' and (len(name) < 2 or name[-1] != '"'):
+            raise _NotFast
+        item0 = self._section(model.PATH, stripped[len(tokens[0]) + 1:]) if number == 0 else None
+        columns = (_json_name(name), values.get("nametype", values.get("objtype", "")), values.get("mode", ""),
+                   values.get("ouid", ""), values.get("ogid", ""))
+        return self.paths.put(body, (number, item0, columns))
+
+    def _execve(self, body: str):
+        """([argc part, cmdline part], argv, cmdline) for a whole EXECVE record."""
+        if "[" in body or "_len=" in body:
+            raise _NotFast  # split arguments: the general path reassembles them
+        tokens = _plain_tokens(body)
+        argc_token = tokens[0]
+        if not argc_token.startswith("argc=") or not argc_token[5:].isdigit():
+            raise _NotFast
+        argc = int(argc_token[5:])
+        if len(tokens) != argc + 1 or argc_token[5:] != str(argc):
+            raise _NotFast  # missing arguments, or a quoted value cut at a space
+        argv = []
+        words = []
+        for number in range(argc):
+            name, _, raw = tokens[number + 1].partition("=")
+            if name != f"a{number}" or (raw[:1] == '"' and (len(raw) < 2 or raw[-1] != '"')):
+                raise _NotFast
+            text = unescape(raw)[0]
+            argv.append(text)
+            words.append(bash_escape(text))
+        cmdline = " ".join(words)
+        return ([(argc_token, None), (f'cmdline="{cmdline}"', (("cmdline", cmdline, TEXT),))], argv, cmdline)
+
+    @staticmethod
+    def _proctitle_entry(body: str):
+        if not body.startswith("proctitle=") or len(_plain_tokens(body)) != 1:
+            raise _NotFast
+        args = split_proctitle(unescape(body[10:])[0])
+        return (args, join_args(args))
+
+
+def _first_values(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for token in text.split(" "):
+        name, _, raw = token.partition("=")
+        values.setdefault(name, raw)
+    return values

@@ -6,6 +6,8 @@ into what their format needs (raw bytes for syslog, `\\xNN` escapes, or real Uni
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 # Output field styles: how a formatter writes the value of a field.
 BARE = 0  # written as is: name=value
 TEXT = 1  # decoded text: mstic writes name="value" with control and non-ASCII bytes as \xNN
@@ -29,37 +31,22 @@ AUOMS_METRIC = 10006
 AUOMS_EXECVE = 14688
 
 
-class Record:
-    """One audit record as read: type, event id and the text after `audit(...): `.
+class Record(NamedTuple):
+    """One audit record as read: its type, its event id as logged (`SEC.MSEC:SERIAL`) and the text after
+    `audit(...): `. A tuple: records are made for every line, so they must be cheap; fields are split only by the
+    stages that need them (`fields()`)."""
 
-    Fields are split only when a stage asks for them (`fields()`), so records that are dropped or passed
-    through cost one `str.find` and a few slices.
-    """
-
-    __slots__ = ("code", "type_name", "node", "sec", "msec", "serial", "body", "_fields")
-
-    def __init__(self, code: int, type_name: str, node: str | None, sec: int, msec: int, serial: int, body: str):
-        self.code = code
-        self.type_name = type_name
-        self.node = node
-        self.sec = sec
-        self.msec = msec
-        self.serial = serial
-        self.body = body
-        self._fields: list[tuple[str, str]] | None = None
-
-    @property
-    def event_key(self) -> tuple[int, int, int]:
-        return (self.sec, self.msec, self.serial)
+    code: int
+    type_name: str
+    node: str | None
+    key: str  # event id text, e.g. "1521757638.392:262332"
+    body: str
 
     def fields(self) -> list[tuple[str, str]]:
         """The record's fields as (name, raw value) pairs in order (values keep quotes / hex as logged)."""
-        fields = self._fields
-        if fields is None:
-            from auoms_py.pipeline.parse import split_fields
+        from auoms_py.pipeline.parse import split_fields
 
-            fields = self._fields = split_fields(self.code, self.body)
-        return fields
+        return split_fields(self.code, self.body)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         for fname, value in self.fields():
@@ -67,17 +54,15 @@ class Record:
                 return value
         return default
 
-    def __repr__(self) -> str:
-        node = f"node={self.node} " if self.node else ""
-        return f"<Record {node}type={self.type_name} audit({self.sec}.{self.msec:03d}:{self.serial}): {self.body[:60]!r}>"
-
 
 class Event:
     """The records of one audit event (same event id), in arrival order, without the EOE record."""
 
-    __slots__ = ("sec", "msec", "serial", "records", "size", "dropped_records", "dropped_bytes", "mixed_nodes", "complete")
+    __slots__ = ("key", "sec", "msec", "serial", "records", "size", "dropped_records", "dropped_bytes",
+                 "mixed_nodes", "complete")
 
-    def __init__(self, sec: int, msec: int, serial: int):
+    def __init__(self, key: str, sec: int, msec: int, serial: int):
+        self.key = key
         self.sec = sec
         self.msec = msec
         self.serial = serial
@@ -123,12 +108,18 @@ class OutputRecord:
     other records of a syscall event (MergedRecord) so that each output can leave out the record types it does
     not write before prefixing the names (`OBJ_PID_opid`). The process attributes (pid, ppid, uid, gid, exe,
     cmdline, syscall, key) are the raw facts filters and the process tree work on.
+
+    The merge stage's fast path fills `parts` instead of `fields`: (text, triples) pairs where `text` is one or
+    more fields as the MSTIC line writes them (`user=root uid=0`) and `triples` their (name, value, style), or
+    None when `text` is bare fields whose values hold no space (`a0=3 a1=7ffd pid=42`). The MSTIC formatter joins the texts; `fields` is
+    derived from the parts the first time another format asks. Assign `fields` to change a record (a copy, for
+    per-output edits): the parts then no longer describe it and every format works from `fields`.
     """
 
     __slots__ = (
-        "code", "type_name", "sec", "msec", "serial", "node", "fields", "merged", "is_syscall", "containerid",
-        "argv", "proctitle_argv", "syscall", "pid", "ppid", "uid", "gid", "exe", "cmdline", "keys",
-        "success", "dropped_records", "extra",
+        "code", "type_name", "sec", "msec", "serial", "node", "parts", "_fields", "_fields_set", "merged",
+        "is_syscall", "containerid", "argv", "proctitle_argv", "syscall", "pid", "ppid", "uid", "gid", "exe",
+        "cmdline", "keys", "success", "dropped_records", "extra", "raw_text",
     )
 
     def __init__(self, code: int, type_name: str, sec: int, msec: int, serial: int, node: str | None):
@@ -138,7 +129,9 @@ class OutputRecord:
         self.msec = msec
         self.serial = serial
         self.node = node
-        self.fields: list[tuple[str, str, int]] = []
+        self.parts: list | None = None
+        self._fields: list[tuple[str, str, int]] | None = None
+        self._fields_set = False
         self.merged: list[MergedRecord] = []
         self.is_syscall = False  # merged from a syscall event: writes `containerid` last
         self.containerid = ""
@@ -155,6 +148,33 @@ class OutputRecord:
         self.success: str | None = None
         self.dropped_records = 0
         self.extra: dict | None = None  # additions by later stages for the JSON format (e.g. parent process)
+        self.raw_text: str | None = None  # a pass-through record's text as read (fluent's RecordText)
+
+    @property
+    def fields(self) -> list[tuple[str, str, int]]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = []
+            if self.parts:
+                for text, triples in self.parts:
+                    if triples is None:  # bare fields, values without spaces, spelled out
+                        for token in text.split(" "):
+                            name, _, value = token.partition("=")
+                            fields.append((name, value, BARE))
+                    else:
+                        fields.extend(triples)
+        return fields
+
+    @fields.setter
+    def fields(self, fields: list[tuple[str, str, int]]) -> None:
+        self._fields = fields
+        self._fields_set = True
+
+    def field_texts(self) -> list[str] | None:
+        """The fields as the MSTIC line writes them, when the fast path made them and nobody changed the record."""
+        if self.parts is None or self._fields_set:
+            return None
+        return [text for text, _triples in self.parts]
 
     @property
     def event_id(self) -> str:

@@ -37,11 +37,29 @@ def record_type_code(name: str) -> int:
 
 
 def parse_line(line: str) -> Record:
-    """Parse one line of auditd log / plugin / saved netlink text. Raises MalformedRecord."""
-    cut = line.find(ENRICHED_SEPARATOR)
-    if cut >= 0:
-        line = line[:cut]  # auditd's ENRICHED tail: interpretations we redo ourselves
-    line = line.rstrip("\r\n")
+    """Parse one line of auditd log / plugin / saved netlink text. Raises MalformedRecord.
+
+    The event id is kept as logged (`SEC.MSEC:SERIAL`); the assembler checks it once per event."""
+    if ENRICHED_SEPARATOR in line:
+        line = line[:line.index(ENRICHED_SEPARATOR)]  # auditd's ENRICHED tail: interpretations we redo ourselves
+    # the common shape, in a few C-level string operations: type=NAME msg=audit(ID): body
+    head, sep, body = line.partition("): ")
+    if sep and head.startswith("type="):
+        space = head.find(" ", 5)
+        if head.startswith("msg=audit(", space + 1):
+            type_name = head[5:space]
+            code = RECORD_TYPE_CODES.get(type_name)
+            if code is not None:
+                if body[:1] == " ":
+                    body = body.lstrip(" ")
+                if body[-1:] == "\n":
+                    body = body.rstrip("\r\n")
+                return Record(code, type_name, None, head[space + 11:], body)
+    return _parse_any(line.rstrip("\r\n"))
+
+
+def _parse_any(line: str) -> Record:
+    """Every other shape: node= prefix, no msg=, UNKNOWN[N] or unknown type names, netlink text with its code."""
     if line[:1].isdigit():  # netlink text saved with its type code first
         code_text, _, rest = line.partition(" ")
         if not code_text.isdigit():
@@ -69,9 +87,17 @@ def parse_line(line: str) -> Record:
 
 def parse_netlink(code: int, text: str) -> Record:
     """Parse the text of one kernel netlink record whose type code is known."""
-    cut = text.find(ENRICHED_SEPARATOR)
-    if cut >= 0:
-        text = text[:cut]
+    if ENRICHED_SEPARATOR in text:
+        text = text[:text.index(ENRICHED_SEPARATOR)]
+    head, sep, body = text.partition("): ")
+    if sep and head.startswith("audit("):
+        type_name = RECORD_TYPE_NAMES.get(code)
+        if type_name is not None:
+            if body[:1] == " ":
+                body = body.lstrip(" ")
+            if body[-1:] in ("\n", "\x00"):
+                body = body.rstrip("\r\n\x00")
+            return Record(code, type_name, None, head[6:], body)
     return _parse_event_id(text.rstrip("\r\n\x00"), 0, code, record_type_name(code), None)
 
 
@@ -83,16 +109,23 @@ def _parse_event_id(line: str, pos: int, code: int, type_name: str, node: str | 
     close = line.find("):", start)
     if close < 0:
         raise MalformedRecord("unterminated audit(...) event id")
-    stamp, _, serial_text = line[start + 6:close].partition(":")
+    key = line[start + 6:close]
+    parse_event_id(key)
+    body = line[close + 2:]
+    if body[:1] == " ":
+        body = body.lstrip(" ")
+    return Record(code, type_name, node, key, body)
+
+
+def parse_event_id(key: str) -> tuple[int, int, int]:
+    """(sec, msec, serial) of an event id as logged, `1521757638.392:262332`. Raises MalformedRecord."""
+    stamp, _, serial_text = key.partition(":")
     sec_text, _, msec_text = stamp.partition(".")
     # AUOMS and auditd take the first 3 digits of the fraction as milliseconds
     msec_text = msec_text[:3]
     if not (sec_text.isdigit() and msec_text.isdigit() and serial_text.isdigit()):
-        raise MalformedRecord(f"bad event id audit({line[start + 6:close]})")
-    body = line[close + 2:]
-    if body[:1] == " ":
-        body = body.lstrip(" ")
-    return Record(code, type_name, node, int(sec_text), int(msec_text.ljust(3, "0")), int(serial_text), body)
+        raise MalformedRecord(f"bad event id audit({key})")
+    return int(sec_text), int(msec_text.ljust(3, "0")), int(serial_text)
 
 
 def split_fields(code: int, body: str) -> list[tuple[str, str]]:

@@ -1,0 +1,78 @@
+"""The merge stage's fast path (whole-record caches) must write exactly what the general path writes."""
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auoms_py.format import json as json_format
+from auoms_py.format import mstic, oms
+from auoms_py.pipeline import Pipeline, UserDB
+from tests.paths import SHARED
+from tests.pipeline.helpers import REFERENCE_USERDB, read_lines
+from tests.pipeline.test_peer_logs import RAW_LOGS
+
+
+def outputs(lines, fast):
+    pipeline = Pipeline(UserDB(*REFERENCE_USERDB), log_time=True, flush_timeout=1.0, fast=fast)
+    events = []
+    for line in lines:
+        if line[:1] != "#" and line.strip():
+            events += pipeline.feed_line(line)
+    events += pipeline.flush()
+    result = []
+    for records in events:
+        result.append(oms.format_event(records, frozenset()))
+        for record in records:
+            result.append(mstic.format_record(record, frozenset()))
+            result.append(json_format.format_record(record))
+    return result, pipeline
+
+
+def assert_same(lines):
+    fast, pipeline = outputs(lines, True)
+    general, _ = outputs(lines, False)
+    assert fast == general
+    return pipeline
+
+
+@pytest.mark.parametrize("path", RAW_LOGS, ids=lambda path: str(path.relative_to(path.parents[1])))
+def test_same_output_on_every_reference_log(path):
+    assert_same(read_lines(path))
+
+
+def test_same_output_on_the_benchmark_corpus_and_the_fast_path_is_taken(tmp_path):
+    corpus = tmp_path / "corpus.raw"
+    subprocess.run([sys.executable, str(SHARED / "bench" / "make_corpus.py"), "--events", "3000", "--seed", "7",
+                    "--big-rate", "0.01", "-o", str(corpus)], check=True, capture_output=True)
+    lines = read_lines(corpus)
+    pipeline = assert_same(lines + lines)  # the second half runs on warm caches
+    assert pipeline.merger.fast_events > 0.9 * (pipeline.merger.fast_events + pipeline.merger.general_events)
+
+
+SYSCALL = ("type=SYSCALL msg=audit(1.001:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 "
+           "items=1 ppid=1 pid=2 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 "
+           'comm="x" exe="/bin/x" key="k"')
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([
+    ' comm="a b"', " exe=2F62696E", "  ", " ", ' key=(null)', ' subj=unconfined', " items=3", ' a0="x y"',
+    ' name="/a b"', " item=1", " nametype=", ' cwd="/"', " argc=2", ' a1="-l"', "\t", "=", ' "', "",
+]), min_size=1, max_size=6), st.integers(min_value=0, max_value=5))
+def test_same_output_on_mutated_records(mutations, where):
+    """Records bent out of the kernel's layout: the fast path must notice and step aside, never differ."""
+    records = [SYSCALL.format(n=1),
+               'type=EXECVE msg=audit(1.001:1): argc=2 a0="x" a1="y"',
+               'type=CWD msg=audit(1.001:1): cwd="/tmp"',
+               'type=PATH msg=audit(1.001:1): item=0 name="/bin/x" inode=5 dev=fe:00 mode=0100755 ouid=0 ogid=0 '
+               'rdev=00:00 nametype=NORMAL cap_fp=0',
+               "type=PROCTITLE msg=audit(1.001:1): proctitle=7800790A",
+               "type=SOCKADDR msg=audit(1.001:1): saddr=020000507F0000010000000000000000"]
+    index = where % len(records)
+    for mutation in mutations:
+        records[index] += mutation
+    records.append("type=EOE msg=audit(1.001:1): ")
+    assert_same(records + [line.replace(":1)", ":2)") for line in records])
