@@ -8,6 +8,8 @@
     c.has_more                     read() stopped at its budget with input left: call again at once
     c.finished                     True when no more input will come (stdin closed, `once` file read)
     c.close(pipe, now) -> events   release the source (restoring kernel state) after feeding the rest
+    c.problem() -> str | None      why the input is not collecting as it should (None: all is well): health
+    c.alive() -> bool              the source is open and still ours; the agent feeds systemd's watchdog only then
 
 Counters: records, bytes (of record text), malformed (records the pipeline rejected), lost (records known lost
 before they reached us: kernel drops, socket overflows), plus collector-specific ones.
@@ -55,6 +57,14 @@ class Collector:
 
     def status(self) -> dict:
         return dict(self.counters)
+
+    def problem(self) -> str | None:
+        """Why this input is not collecting as it should, or None (the agent's health: AUOMS_STATUS, ctl status)."""
+        return None
+
+    def alive(self) -> bool:
+        """The source is open and still ours (the systemd watchdog is fed only while it is: a restart may help)."""
+        return not self.finished
 
     def feed_lines(self, lines, pipe, now: float) -> list:
         """Feed text lines (bytes, without their newline) to the pipeline; empty lines are skipped."""

@@ -60,6 +60,10 @@ class KernelReader(Collector):
         self._lost_seen: int | None = None
         self._enobufs_seen = 0
         self._next_status = 0.0
+        self._status_ok_at: float | None = None  # monotonic time of the last good status read (None: never read)
+        self._status_error = ""
+        self.audit_pid: int | None = None  # the kernel's audit pid at the last status read
+        self.enabled: int | None = None  # the kernel's enabled flag at the last status read
 
     def fileno(self) -> int | None:
         return self.nl.fileno() if self.nl is not None else None
@@ -102,11 +106,29 @@ class KernelReader(Collector):
             status = self.nl.get_status()
         except (OSError, TimeoutError) as exc:
             log.warning("%s: cannot read the kernel audit status (%s)", self.describe(), exc)
+            self._status_error = str(exc)
             return
+        self._status_ok_at = now
+        self._status_error = ""
         self.check_status(status)
+
+    def problem(self) -> str | None:
+        if self.nl is None:
+            return f"{self.describe()}: not open"
+        if self._status_error and self._status_ok_at is not None and \
+                time.monotonic() - self._status_ok_at > 3 * self.status_interval:
+            return f"{self.describe()}: the kernel audit status cannot be read ({self._status_error})"
+        if self.enabled == 0:
+            return f"{self.describe()}: kernel auditing is off (enabled 0): no records come"
+        return None
+
+    def alive(self) -> bool:
+        return self.nl is not None
 
     def check_status(self, status) -> None:
         self.counters["backlog"] = status.backlog
+        self.audit_pid = status.pid
+        self.enabled = status.enabled
         if self._lost_seen is None:
             self._lost_seen = status.lost
             return
@@ -158,6 +180,15 @@ class NetlinkCollector(KernelReader):
 
     def describe(self) -> str:
         return "netlink input (audit daemon)"
+
+    def problem(self) -> str | None:
+        if self.nl is not None and self.audit_pid not in (None, os.getpid()):
+            return (f"{self.describe()}: the kernel's audit pid is now {self.audit_pid} "
+                    f"({process_name(self.audit_pid)}), not this agent: records no longer come here")
+        return super().problem()
+
+    def alive(self) -> bool:
+        return self.nl is not None and self.audit_pid in (None, os.getpid())
 
     def open(self) -> None:
         from auoms_py.kernel.netlink import AuditNetlink

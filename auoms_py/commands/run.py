@@ -1,18 +1,24 @@
-"""`auoms-py run`: run the agent (docs/config.md, docs/collection.md).
+"""`auoms-py run`: run the agent (docs/config.md, docs/collection.md, docs/service.md).
 
-    auoms-py run [-c /etc/auoms-py/auoms.yaml] [--foreground] [--input TYPE[:PATH]] [--check]
+    auoms-py run [-c /etc/auoms-py/auoms.yaml] [--daemon [--pidfile PATH]] [--input TYPE[:PATH]] [--check]
 
-Without --foreground the agent detaches into the background once it has started (the command waits for the
-start, so a configuration or kernel problem is still printed here and gives a non-zero exit status). The plugin
-input always stays in the foreground (auditd owns the process). --input replaces the configured input
-(`--input plugin` is what auditd's plugin configuration uses: its `args` line takes two words at most).
+The agent stays in the foreground (what systemd's Type=notify unit and auditd's plugin launcher want) and logs to
+stderr unless `log_file` is set. `--daemon` is for hosts without systemd: it detaches (python-daemon: new session,
+cwd /, umask 027, no core dumps), writes and locks a pid file (`--pidfile`, `pid_file:`, default
+DATA_DIR/auoms-py.pid; a second agent on the same pid file is refused), logs to `log_file` or syslog, and the
+command returns once the agent has started, so a configuration or kernel problem is still printed here with a
+non-zero exit status. The plugin input always stays in the foreground (auditd owns the process). --input replaces
+the configured input (`--input plugin` is what auditd's plugin configuration uses: its `args` line takes two words
+at most). A configuration file that other users can write is refused (docs/service.md, hygiene).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 
 from auoms_py.service.config import DEFAULT_CONFIG, INPUT_TYPES, ConfigError, load
@@ -24,7 +30,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run the agent: collect audit events and forward them",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
-    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground, log to stderr")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-f", "--foreground", action="store_true",
+                      help="stay in the foreground (the default; kept for scripts that say so)")
+    mode.add_argument("-d", "--daemon", action="store_true",
+                      help="detach into the background once started (hosts without systemd)")
+    p.add_argument("--pidfile", metavar="PATH", help="with --daemon: the pid file (default: pid_file, or "
+                                                     "DATA_DIR/auoms-py.pid)")
     p.add_argument("--input", metavar="TYPE[:PATH]", type=_input_override,
                    help="use this input instead of the configured one: netlink, multicast, plugin, file:PATH")
     p.add_argument("--check", action="store_true", help="check the configuration, print the result and exit")
@@ -40,7 +52,12 @@ def _input_override(text: str) -> dict:
 
 def main(args) -> int:
     from auoms_py.service.agent import Agent, apply_input_override
+    from auoms_py.service.hygiene import untrusted
 
+    refused = untrusted(args.config)
+    if refused:
+        print(f"auoms-py: configuration refused: {refused}", file=sys.stderr)
+        return 2
     try:
         config = load(args.config)
         if args.input:
@@ -52,12 +69,12 @@ def main(args) -> int:
         print(f"{args.config}: OK (input {config.input.type}, outputs "
               f"{', '.join(f'{o.name} ({o.type}, {o.format})' for o in config.outputs)})")
         return 0
-    foreground = args.foreground or config.input.type == "plugin"
     agent = Agent(config, config_path=args.config, input_override=args.input)
-    if foreground:
-        setup_logging(config.log_level, config.log_file, foreground=True)
-        return agent.run()
-    return _run_detached(agent, config)
+    if args.daemon and config.input.type != "plugin":
+        pid_file = args.pidfile or config.pid_file or os.path.join(config.data_dir, "auoms-py.pid")
+        return _run_daemon(agent, config, os.path.abspath(pid_file))
+    setup_logging(config.log_level, config.log_file, foreground=True)
+    return agent.run()
 
 
 def setup_logging(level: str, log_file: str | None, *, foreground: bool) -> None:
@@ -80,8 +97,47 @@ def setup_logging(level: str, log_file: str | None, *, foreground: bool) -> None
     root.setLevel(getattr(logging, level.upper()))
 
 
-def _run_detached(agent, config) -> int:
-    """Classic double fork; the first process waits until the daemon reports its start (or why it failed)."""
+class PidFileError(Exception):
+    pass
+
+
+class PidFile:
+    """A pid file held with an exclusive lock for the daemon's life (python-daemon's `pidfile` context): a second
+    agent on the same file is refused, a file left by a killed agent is simply taken over (its lock died with it)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> "PidFile":
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o750, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise PidFileError(f"{self.path}: another agent (pid {other}) is running with this pid file") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def _run_daemon(agent, config, pid_file: str) -> int:
+    """Detach with python-daemon; this process waits until the daemon reports its start (or why it failed)."""
+    import daemon
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid:
@@ -93,39 +149,29 @@ def _run_detached(agent, config) -> int:
             return 0
         print(f"auoms-py: {answer or 'the agent ended before it started'}", file=sys.stderr)
         return 1
-    # first child: new session, then the daemon itself
     os.close(read_fd)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    os.chdir("/")
-    os.umask(0o027)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    setup_logging(config.log_level, config.log_file, foreground=False)
-    pid_file = config.pid_file or os.path.join(config.data_dir, "auoms-py.pid")
-
-    def started(error: str | None) -> None:
-        if error is None:
-            try:
-                with open(pid_file, "w", encoding="ascii") as f:
-                    f.write(f"{os.getpid()}\n")
-            except OSError as exc:
-                logging.getLogger("auoms_py").warning("pid file %s not written: %s", pid_file, exc)
-        os.write(write_fd, b"ok" if error is None else error.encode("utf-8", "replace"))
-        os.close(write_fd)
-
+    context = daemon.DaemonContext(
+        working_directory="/", umask=0o027, detach_process=True, prevent_core=True, files_preserve=[write_fd],
+        pidfile=PidFile(pid_file),
+        # the agent installs its own SIGTERM/SIGINT/SIGHUP/SIGUSR1 handlers; terminal job control is ignored
+        signal_map={signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None})
     code = 1
     try:
+        try:
+            context.open()  # the processes in between exit here; what follows runs in the daemon
+        except (PidFileError, OSError, daemon.daemon.DaemonError) as exc:
+            os.write(write_fd, str(exc).encode("utf-8", "replace"))
+            os._exit(1)
+        setup_logging(config.log_level, config.log_file, foreground=False)
+
+        def started(error: str | None) -> None:
+            os.write(write_fd, b"ok" if error is None else error.encode("utf-8", "replace"))
+            os.close(write_fd)
+
         code = agent.run(on_started=started)
     finally:
         try:
-            if os.path.exists(pid_file):
-                with open(pid_file, encoding="ascii") as f:
-                    if f.read().strip() == str(os.getpid()):
-                        os.unlink(pid_file)
-        except OSError:
+            context.close()  # releases and removes the pid file
+        except Exception:  # noqa: BLE001
             pass
         os._exit(code)

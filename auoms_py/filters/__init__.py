@@ -44,10 +44,13 @@ log = logging.getLogger("auoms_py.filters")
 
 class Filters:
     def __init__(self, path: str | None, *, live: bool = False, userdb=None, tree=None,
-                 max_processes: int = 32768, proc_root: str = "/proc"):
+                 max_processes: int = 32768, proc_root: str = "/proc", trust_check=None):
         from auoms_py.procs.tree import ProcessTree
 
         self.path = path
+        # trust_check(path) -> why the file must not be used, or None (the agent refuses a filter file other users
+        # can write: auoms_py.service.hygiene); at start that is an error, on reload the last good filters stay
+        self.trust_check = trust_check
         self.userdb = userdb
         self._connector = None
         seed = tree is None and live
@@ -74,6 +77,9 @@ class Filters:
     def _load(self) -> FilterEngine:
         if self.path is None:
             return FilterEngine(None, self.tree, self.counters)
+        refused = self.trust_check(self.path) if self.trust_check is not None else None
+        if refused:
+            raise FilterConfigError(self.path, [(0, refused.removeprefix(f"{self.path}: "))])
         users = groups = None
         if self.userdb is not None:
             # read the user db's files afresh: a user created since start resolves on the next reload

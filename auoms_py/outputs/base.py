@@ -108,6 +108,10 @@ class Output:
         """True while the agent must stop reading its input (a full spool with `when_full: block`)."""
         return False
 
+    def problem(self) -> str | None:
+        """Why this output is not delivering, or None (the agent's health: AUOMS_STATUS, `ctl status`)."""
+        return None
+
 
 def build_outputs(configs, data_dir: str | None = None) -> list[Output]:
     """Outputs for a validated list of OutputConfig (not opened yet). The delivering ones (syslog, forward, oms,

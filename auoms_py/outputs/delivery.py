@@ -312,6 +312,18 @@ class DeliveryOutput(Output):
                     "%s: %d messages not delivered at exit (receiver: %s)%s", self.describe(), left,
                     self._down_reason or "too slow", "; they stay in the spool for the next start" if spooled else "")
 
+    down_grace = 10.0  # seconds a receiver may be away (a restart, a reconnect) before it counts as a problem
+
+    def problem(self) -> str | None:
+        down_since = self.down_since
+        if down_since is None or self._suspended:
+            return None
+        away = time.monotonic() - down_since
+        if away < self.down_grace:
+            return None
+        return (f"receiver {self.target} unavailable for {away:.0f} s ({self._down_reason or 'no answer'}); "
+                f"{len(self.queue)} messages waiting")
+
     def status(self) -> dict:
         counters = self.counters
         stats = self.queue.stats()

@@ -97,7 +97,7 @@ class RulesSync:
     def __init__(self, rules_path: str | os.PathLike | None, owner_key: str = DEFAULT_OWNER_KEY, *,
                  merge: bool = True, backlog_limit: int | None = DEFAULT_BACKLOG_LIMIT, apply_controls: bool = True,
                  allow_immutable: bool = False, host_machine: str | None = None, netlink: AuditNetlink | None = None,
-                 is_dir=os.path.isdir) -> None:
+                 is_dir=os.path.isdir, trust_check=None) -> None:
         if not owner_key or KEY_SEPARATOR in owner_key or len(owner_key) > AUDIT_MAX_KEY_LEN:
             raise ValueError(f"owner key not usable as an audit key: {owner_key!r}")
         self.rules_path = Path(rules_path) if rules_path else None
@@ -108,6 +108,9 @@ class RulesSync:
         self.allow_immutable = allow_immutable
         self.host_machine = host_machine or detect_machine()
         self.is_dir = is_dir
+        # trust_check(path, scanned_directory=bool) -> why the file/directory must not be used, or None (the agent
+        # refuses rules that other users can write: auoms_py.service.hygiene); such a file keeps its last good rules
+        self.trust_check = trust_check
         self._netlink = netlink
         self._own_netlink = netlink is None
         self._last_good: dict[str, ParseResult] = {}  # file -> last parse without errors
@@ -148,10 +151,17 @@ class RulesSync:
         paths = rules_files(self.rules_path) if self.rules_path.is_dir() else (
             [self.rules_path] if self.rules_path.exists() else [])
         seen = set()
+        refused_dir = None
+        if self.trust_check is not None and self.rules_path.is_dir():
+            refused_dir = self.trust_check(self.rules_path, scanned_directory=True)
         for path in paths:
             name = str(path)
             seen.add(name)
-            parsed = parse_file(path, host_machine=self.host_machine, features=self.features())
+            refused = refused_dir or (self.trust_check(path) if self.trust_check is not None else None)
+            if refused:
+                parsed = ParseResult(errors=[Issue(name, 0, refused.removeprefix(name + ": "))], files=[name])
+            else:
+                parsed = parse_file(path, host_machine=self.host_machine, features=self.features())
             if parsed.errors:
                 previous = self._last_good.get(name)
                 if previous is not None:

@@ -24,24 +24,41 @@ reloaded on change (and on SIGHUP); a broken edit keeps the last good filters.
 Rules (`rules_dir:`, auoms_py.rules): synced into the kernel once the collector runs (owner key
 `rules_owner_key`), then watched: an edit is applied within a second, a rule deleted behind our back is put back
 within 15 s. Problems are logged as file:line. `remove_rules_on_exit: true` deletes the agent's own rules at exit.
+
+Service (docs/service.md): systemd is told READY=1 once collection runs, STATUS= lines, RELOADING=1/READY=1 around
+a reload, STOPPING=1; WATCHDOG=1 every half WatchdogSec while the loop turns and the collector is alive (its source
+open and still ours: for netlink, the kernel's audit pid is the agent's).
+Health (`health()`: the input, each output's receiver, rules, filters, the last reload, recent loss) goes out as
+AUOMS_STATUS events (at start, on change, every status_interval, at stop), the counters as AUOMS_METRIC events
+every metrics_interval (auoms_py.service.selfreport); both bypass the process filters. `auoms-py ctl status` asks
+the control socket (auoms_py.service.control), served from this loop. Files that other users can write (config,
+filters, rules) are refused (auoms_py.service.hygiene). SIGTERM: the kernel is restored first, then the pipeline
+flushed and all outputs drained in parallel; the whole stop is bounded by stop_timeout (then the agent exits,
+what is undelivered staying in the spool).
 """
 from __future__ import annotations
 
 import logging
 import os
+import resource
 import select
 import signal
+import threading
 import time
 
 from auoms_py.collect.base import Collector, CollectorError
 from auoms_py.outputs.base import Output, build_outputs
-from auoms_py.service import metrics
+from auoms_py.service import metrics, selfreport
 from auoms_py.service.config import Config, ConfigError, load
-from auoms_py.service.notify import notify
+from auoms_py.service.control import ControlError, ControlServer
+from auoms_py.service.hygiene import untrusted
+from auoms_py.service.notify import notify, watchdog_interval
 
 log = logging.getLogger("auoms_py.agent")
 
 PERIODIC_EVERY = 0.5  # seconds between collector housekeeping calls
+HEALTH_EVERY = 1.0  # seconds between health evaluations (status changes are reported within this)
+LOSS_RECENT = 300.0  # seconds a loss keeps the agent `degraded`
 
 
 class StartError(Exception):
@@ -85,7 +102,7 @@ def load_filters(config: Config, userdb):
         log.info("filters: %s does not exist; no events are filtered", path)
         path = None
     live = config.input.type != "file" or not config.input.once  # this host's /proc describes the events
-    filters = Filters(path, live=live, userdb=userdb)
+    filters = Filters(path, live=live, userdb=userdb, trust_check=untrusted)
     if path:
         filters.watch()
     return filters
@@ -104,7 +121,14 @@ class Agent:
         self.rules = None  # auoms_py.rules.sync.RulesSync
         self.rules_watcher = None
         self.counters = {"events": 0, "filtered": 0, "reloads": 0, "reload_failures": 0, "event_errors": 0,
-                         "input_pauses": 0}
+                         "input_pauses": 0, "self_events": 0}
+        self.control: ControlServer | None = None
+        self.reload_error: str | None = None  # why the last reload was refused (until one succeeds)
+        self.stopping = False
+        self._health_keys: frozenset | None = None
+        self._loss_total = 0
+        self._loss_at: float | None = None
+        self._metric_reporter: selfreport.MetricReporter | None = None
         self.started = time.monotonic()
         self._stop_signal: int | None = None
         self._reload = False
@@ -140,6 +164,7 @@ class Agent:
                 opened.append(out)
                 self._output_configs[out.name] = (out_cfg, out)
             self.outputs = opened
+            self._open_control(cfg)
             try:
                 collector.open()
             except CollectorError as exc:
@@ -155,9 +180,26 @@ class Agent:
             for out in opened:
                 out.close()
             self.outputs = []
+            self._close_control()
             self._close_rules_and_filters()
             raise
+        self._metric_reporter = selfreport.MetricReporter(cpu_seconds=metrics.snapshot(self)["process"]["cpu_seconds"])
         log.info("started: %s -> %s", collector.describe(), ", ".join(o.describe() for o in self.outputs))
+
+    def _open_control(self, cfg: Config) -> None:
+        if not cfg.control_socket:
+            return
+        control = ControlServer(cfg.control_socket)
+        try:
+            control.open()
+        except ControlError as exc:
+            raise StartError(str(exc)) from None
+        self.control = control
+
+    def _close_control(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
     def _make_data_dir(self, cfg: Config) -> None:
         try:
@@ -171,7 +213,7 @@ class Agent:
             return
         from auoms_py.rules.sync import RulesSync
 
-        self.rules = RulesSync(cfg.rules_dir, owner_key=cfg.rules_owner_key, backlog_limit=None)
+        self.rules = RulesSync(cfg.rules_dir, owner_key=cfg.rules_owner_key, backlog_limit=None, trust_check=untrusted)
         if not os.path.isdir(cfg.rules_dir):
             log.info("rules_dir %s does not exist: no rules loaded (it is watched: creating it loads them)",
                      cfg.rules_dir)
@@ -259,8 +301,13 @@ class Agent:
         collector = self.collector
         pipe = self.pipe
         poller = select.poll()
-        if self._wake_r >= 0:
-            poller.register(self._wake_r, select.POLLIN)
+        paused_poller = select.poll()  # a full spool with `when_full: block` stops the input
+        for p in (poller, paused_poller):
+            if self._wake_r >= 0:
+                p.register(self._wake_r, select.POLLIN)
+            if self.control is not None:
+                p.register(self.control.fileno(), select.POLLIN)
+        control_fd = self.control.fileno() if self.control is not None else -2
         fd = collector.fileno()
         if fd is not None:
             poller.register(fd, select.POLLIN)
@@ -269,13 +316,12 @@ class Agent:
         next_tick = now + tick_every
         next_periodic = now
         next_read = now  # collectors without a descriptor are read on a timer
-        metrics_every = self.config.metrics_interval
-        next_metrics = now + metrics_every if metrics_every else float("inf")
+        next_metrics = now + self.config.metrics_interval if self.config.metrics_interval else float("inf")
         next_metrics_file = now + 5.0
-        # a full spool with `when_full: block` stops the input (the kernel counts what it cannot queue)
-        paused_poller = select.poll()
-        if self._wake_r >= 0:
-            paused_poller.register(self._wake_r, select.POLLIN)
+        next_health = now
+        next_status = now + self.config.status_interval if self.config.status_interval else float("inf")
+        watchdog_every = watchdog_interval()
+        next_watchdog = now if watchdog_every else float("inf")
         paused = False
         while self._stop_signal is None:
             if any(out.input_paused for out in self.outputs) != paused:
@@ -284,7 +330,8 @@ class Agent:
             if collector.has_more and not paused:
                 timeout_ms = 0
             else:
-                deadline = min(next_tick, next_periodic, next_metrics, next_read if fd is None else next_tick)
+                deadline = min(next_tick, next_periodic, next_metrics, next_read if fd is None else next_tick,
+                               next_watchdog)
                 timeout_ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
             ready = (paused_poller if paused else poller).poll(min(timeout_ms, 200) if paused else timeout_ms)
             input_ready = False
@@ -295,6 +342,8 @@ class Agent:
                             pass
                     except BlockingIOError:
                         pass
+                elif rfd == control_fd:
+                    self.control.serve(self.control_answer)
                 else:
                     input_ready = True
             now = time.monotonic()
@@ -310,25 +359,133 @@ class Agent:
                 next_tick = now + tick_every
             if events:
                 self.dispatch(events)
-            for out in self.outputs:
-                out.flush()
             if now >= next_periodic:
                 collector.periodic(now)
                 next_periodic = now + PERIODIC_EVERY
                 if now >= next_metrics_file:
                     self._write_metrics_file()
                     next_metrics_file = now + 5.0
+            if now >= next_health:
+                next_health = now + HEALTH_EVERY
+                health = self.health(now)
+                keys = frozenset(health["errors"])
+                if keys != self._health_keys:
+                    first = self._health_keys is None
+                    self._health_keys = keys
+                    self._health_changed(health, "start" if first else "change")
+            if now >= next_status:
+                self.send_status("periodic")
+                interval = self.config.status_interval
+                next_status = now + interval if interval else float("inf")
+            if now >= next_watchdog:
+                # only while the loop turns (we are here) and the input collects: a stuck loop or a dead input
+                # lets systemd's watchdog restart the service
+                if collector.alive():
+                    notify("WATCHDOG=1")
+                next_watchdog = now + watchdog_every
             if now >= next_metrics or self._report_now:
                 self._report_now = False
-                log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
-                if metrics_every:
-                    next_metrics = now + metrics_every
+                snap = metrics.snapshot(self)
+                log.info("metrics: %s", metrics.summary(snap))
+                if now >= next_metrics:
+                    self._send_metrics(snap)
+                interval = self.config.metrics_interval
+                next_metrics = now + interval if interval else float("inf")
+            for out in self.outputs:
+                out.flush()
             if self._reload:
                 self._reload = False
+                old_intervals = (self.config.metrics_interval, self.config.status_interval)
                 self.reload()
+                if (self.config.metrics_interval, self.config.status_interval) != old_intervals:
+                    next_metrics = now + self.config.metrics_interval if self.config.metrics_interval else float("inf")
+                    next_status = now + self.config.status_interval if self.config.status_interval else float("inf")
             if collector.finished and not collector.has_more:
                 log.info("%s: input ended", collector.describe())
                 break
+
+    # ---- health, self-report events, control socket -------------------------------------------------------------
+
+    def health(self, now: float | None = None) -> dict:
+        """How the agent is doing: `status` healthy or degraded, `errors` {category: message} (AUOMS_STATUS,
+        `ctl status`, systemd's STATUS=)."""
+        now = time.monotonic() if now is None else now
+        errors: dict[str, str] = {}
+        outputs: dict[str, str] = {}
+        if self.collector is not None:
+            problem = self.collector.problem()
+            if problem:
+                errors["input"] = problem
+        full = [out.name for out in self.outputs if out.input_paused]
+        if full:
+            errors["input_paused"] = (f"input paused: the spool of {', '.join(full)} is full (when_full: block); "
+                                      f"the kernel counts what it cannot queue")
+        dropped = 0
+        for out in self.outputs:
+            problem = out.problem()
+            outputs[out.name] = "down" if problem else "up"
+            if problem:
+                errors[f"output {out.name}"] = problem
+            dropped += out.counters.get("dropped", 0)
+        report = self.rules.last_report if self.rules is not None else None
+        if report is not None and report.errors:
+            errors["rules"] = f"{len(report.errors)} problem(s) in the audit rules, first: {report.errors[0]}"
+        if self.filters is not None and self.filters.last_error:
+            errors["filters"] = f"filter file not reloaded, the last good filters run: {self.filters.last_error}"
+        if self.reload_error:
+            errors["config"] = f"last reload refused, the running configuration stays: {self.reload_error}"
+        lost = self.collector.counters.get("lost", 0) if self.collector is not None else 0
+        if lost + dropped > self._loss_total:
+            self._loss_total = lost + dropped
+            self._loss_at = now
+        if self._loss_at is not None and now - self._loss_at < LOSS_RECENT:
+            errors["loss"] = (f"events lost in the last {LOSS_RECENT / 60:.0f} minutes: {lost} input record(s) lost "
+                              f"(kernel/socket), {dropped} output message(s) dropped since start")
+        status = "stopping" if self.stopping else ("degraded" if errors else "healthy")
+        return {"status": status, "errors": errors, "outputs": outputs, "pid": os.getpid(),
+                "uptime": now - self.started, "input": self.collector.describe() if self.collector else "none"}
+
+    def _health_changed(self, health: dict, reason: str) -> None:
+        if health["errors"]:
+            for category, message in health["errors"].items():
+                log.warning("health: %s: %s", category, message)
+        elif reason != "start":
+            log.info("health: healthy again")
+        notify(f"STATUS={self._status_line(health)}")
+        self.send_status(reason, health)
+
+    def _status_line(self, health: dict) -> str:
+        if health["errors"]:
+            return f"{health['status']}: " + "; ".join(f"{k}: {v}" for k, v in health["errors"].items())[:400]
+        return f"{health['status']}: collecting from {health['input']} to {len(self.outputs)} output(s)"
+
+    def send_status(self, reason: str, health: dict | None = None) -> None:
+        if self.config.self_events and (self.config.status_interval or reason != "periodic"):
+            self.dispatch_self(selfreport.status_event(health or self.health(), reason))
+
+    def _send_metrics(self, snap: dict) -> None:
+        if self.config.self_events and self._metric_reporter is not None:
+            self.dispatch_self(self._metric_reporter.event(snap))
+
+    def dispatch_self(self, event: list) -> None:
+        """The agent's own events: to every output, past the process filters (they describe no process), through
+        each output's record-type drops."""
+        self.counters["self_events"] += 1
+        filters = self.filters
+        for out in self.outputs:
+            try:
+                records = filters.output(out.name).apply(event) if filters is not None else event
+                if records:
+                    out.write_event(records)
+            except Exception as exc:  # noqa: BLE001 - never let the report stop the agent
+                self._event_failed(out, event, exc)
+
+    def control_answer(self, command: str) -> dict:
+        snap = metrics.snapshot(self)
+        if command == "metrics":
+            return snap
+        return {"health": self.health(), "metrics": snap, "version": selfreport.__version__,
+                "config": self.config_path, "data_dir": self.config.data_dir}
 
     def _input_paused(self, paused: bool) -> None:
         if paused:
@@ -376,13 +533,15 @@ class Agent:
         for out in self.outputs:
             out.reopen()
         try:
+            refused = untrusted(self.config_path)
+            if refused:
+                raise ConfigError(self.config_path, [refused.removeprefix(f"{self.config_path}: ")])
             new = load(self.config_path)
             if self.input_override:
                 apply_input_override(new, self.input_override)
         except ConfigError as exc:
-            self.counters["reload_failures"] += 1
+            self._reload_failed(f"{exc}")
             log.error("reload: %s\n  keeping the running configuration", exc)
-            notify("READY=1")
             return
         old = self.config
         if new.input != old.input:
@@ -396,15 +555,14 @@ class Agent:
             try:
                 new_filters = load_filters(new, self.pipe.userdb)  # another file, or the file appeared
             except (OSError, ValueError) as exc:
-                self.counters["reload_failures"] += 1
+                self._reload_failed(str(exc))
                 log.error("reload: %s; keeping the running configuration", exc)
-                notify("READY=1")
                 return
-        if not self._swap_outputs(new):
-            self.counters["reload_failures"] += 1
+        problem = self._swap_outputs(new)
+        if problem:
+            self._reload_failed(problem)
             if new_filters is not None:
                 new_filters.close()
-            notify("READY=1")
             return
         if new_filters is not None:
             old_filters, self.filters = self.filters, new_filters
@@ -413,8 +571,14 @@ class Agent:
         elif self.filters is not None and self.filters.path:
             self.filters.reload()  # a broken file keeps the last good filters (and says why)
         set_log_level(new.log_level)
-        new.input, new.pipeline, new.data_dir = old.input, old.pipeline, old.data_dir
+        if new.control_socket != old.control_socket:
+            log.warning("reload: control_socket changed; that takes effect at the next start")
+        new.input, new.pipeline, new.data_dir, new.control_socket = (old.input, old.pipeline, old.data_dir,
+                                                                      old.control_socket)
+        if new.memory_limit != old.memory_limit:
+            apply_memory_limit(new.memory_limit)
         self.config = new
+        self.reload_error = None
         if (new.rules_dir, new.rules_owner_key) != (old.rules_dir, old.rules_owner_key):
             self._stop_rules()
             try:
@@ -428,9 +592,14 @@ class Agent:
         log.info("reload: configuration %s applied", self.config_path)
         notify("READY=1")
 
-    def _swap_outputs(self, new: Config) -> bool:
+    def _reload_failed(self, why: str) -> None:
+        self.counters["reload_failures"] += 1
+        self.reload_error = why.splitlines()[0] if why else "?"
+        notify("READY=1")
+
+    def _swap_outputs(self, new: Config) -> str | None:
         """Keep outputs whose configuration is unchanged; open the new and changed ones first (all or nothing),
-        then close those that went away."""
+        then close those that went away. Returns the problem when it cannot (nothing changed then)."""
         keep: dict[str, tuple] = {}
         fresh: list[tuple] = []
         for out_cfg in new.outputs:
@@ -449,7 +618,7 @@ class Agent:
             log.error("reload: output cannot be opened (%s); keeping the running configuration", exc)
             for _cfg, out in opened:
                 out.close()
-            return False
+            return f"output cannot be opened ({exc})"
         retired = [pair for name, pair in self._output_configs.items() if name not in keep]
         by_name = dict(keep)
         by_name.update((cfg.name, (cfg, out)) for cfg, out in opened)
@@ -457,14 +626,17 @@ class Agent:
         self.outputs = [pair[1] for pair in self._output_configs.values()]
         for _cfg, out in retired:
             out.close()
-        return True
+        return None
 
     # ---- stop -----------------------------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Restore the kernel, flush the pipeline, drain the outputs. Safe to call after a failed loop."""
+        """Restore the kernel, flush the pipeline, report, drain the outputs (all at once). Safe to call after a
+        failed loop."""
         now = time.monotonic()
         events: list = []
+        self.stopping = True
+        self._close_control()
         if self.rules_watcher is not None:
             self.rules_watcher.stop()
             self.rules_watcher = None
@@ -480,22 +652,49 @@ class Agent:
                 log.exception("pipeline: error while flushing")
         if events and self.outputs:
             self.dispatch(events)
-        for out in self.outputs:
+        if self.collector is not None and self.outputs:
+            try:
+                if self.config.metrics_interval:
+                    self._send_metrics(metrics.snapshot(self))
+                self.send_status("stop")
+            except Exception:  # noqa: BLE001
+                log.exception("final metrics/status not sent")
+        self._close_outputs()
+        if self.collector is not None:
+            log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
+            self._write_metrics_file()
+        self._close_rules_and_filters()
+
+    def _close_outputs(self) -> None:
+        """Close (drain) every output at the same time: the stop takes the longest drain, not their sum."""
+        def close(out: Output) -> None:
             try:
                 out.flush()
                 out.close()
             except Exception:  # noqa: BLE001
                 log.exception("%s: error while closing", out.describe())
-        if self.collector is not None:
-            log.info("metrics: %s", metrics.summary(metrics.snapshot(self)))
-            self._write_metrics_file()
-        self._close_rules_and_filters()
+
+        threads = [threading.Thread(target=close, args=(out,), name=f"close-{out.name}") for out in self.outputs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _write_metrics_file(self) -> None:
         try:
             metrics.write(metrics.snapshot(self), os.path.join(self.config.data_dir, "metrics.json"))
         except OSError as exc:
             log.debug("metrics file not written: %s", exc)
+
+    def _stop_overdue(self) -> None:
+        log.error("stop took longer than stop_timeout (%g s): exiting now; what is not delivered stays in the "
+                  "spool for the next start", self.config.stop_timeout)
+        for handler in logging.getLogger().handlers:
+            try:
+                handler.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(1)
 
     # ---- all of it ------------------------------------------------------------------------------------------------
 
@@ -504,6 +703,7 @@ class Agent:
         `on_started(error_text_or_None)` is called once the start succeeded or failed (daemon mode reports it)."""
         self.install_signals()
         try:
+            apply_memory_limit(self.config.memory_limit)
             try:
                 self.start()
             except StartError as exc:
@@ -513,20 +713,43 @@ class Agent:
                 return 1
             if on_started:
                 on_started(None)
-            notify("READY=1", f"STATUS=collecting from {self.collector.describe()}")
+            notify("READY=1", f"STATUS=collecting from {self.collector.describe()} to {len(self.outputs)} output(s)")
+            code = 0
             try:
                 self.loop()
             except Exception:  # noqa: BLE001
                 log.exception("agent stopped by an error")
-                return 1
+                code = 1
             finally:
-                notify("STOPPING=1")
+                notify("STOPPING=1", "STATUS=stopping: draining the outputs")
                 if self._stop_signal and self._stop_signal > 0:
                     log.info("stopping (%s)", signal.Signals(self._stop_signal).name)
-                self.shutdown()
-            return 0
+                guard = threading.Timer(self.config.stop_timeout, self._stop_overdue)
+                guard.daemon = True
+                guard.start()
+                try:
+                    self.shutdown()
+                finally:
+                    guard.cancel()
+            return code
         finally:
             self.restore_signals()
+
+
+def apply_memory_limit(limit: int | None) -> None:
+    """`memory_limit`: the agent's RLIMIT_DATA (heap and other private writable memory; a MemoryError beyond it
+    ends the agent, what was spooled survives). Under systemd the unit's MemoryMax= is the cap instead."""
+    if not limit:
+        return
+    try:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY and hard < limit:
+            hard = limit  # root may raise it
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("memory_limit %d not applied: %s", limit, exc)
+        return
+    log.info("memory limit: %d MiB of data (RLIMIT_DATA)", limit // (1024 * 1024))
 
 
 def apply_input_override(config: Config, override: dict) -> None:

@@ -127,7 +127,12 @@ class Config:
     log_level: str = "info"
     log_file: str | None = None  # None: stderr in the foreground, syslog (daemon facility) in the background
     pid_file: str | None = None
-    metrics_interval: float = 60.0  # seconds between metric lines in the log (0 = never)
+    metrics_interval: float = 60.0  # seconds between metric lines in the log and AUOMS_METRIC events (0 = never)
+    status_interval: float = 3600.0  # AUOMS_STATUS at least this often (also at start, on change, at stop; 0 = never)
+    self_events: bool = True  # AUOMS_METRIC / AUOMS_STATUS events on the outputs (false: log and ctl status only)
+    control_socket: str | None = None  # `ctl status` socket; None: DATA_DIR/control.sock; "" (false): none
+    stop_timeout: float = 20.0  # SIGTERM: seconds the whole stop may take (kernel restored first, outputs drained)
+    memory_limit: int | None = None  # bytes: RLIMIT_DATA of the agent (hosts without systemd's MemoryMax)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     spool: SpoolOptions = dataclasses.field(default_factory=SpoolOptions)  # defaults for every output's spool
 
@@ -316,10 +321,17 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
         log_file=top.path("log_file"),
         pid_file=top.path("pid_file"),
         metrics_interval=top.number("metrics_interval", 60.0, minimum=0),
+        status_interval=top.number("status_interval", 3600.0, minimum=0),
+        self_events=top.boolean("self_events", True),
+        control_socket=_control_socket(top),
+        stop_timeout=top.number("stop_timeout", 20.0, minimum=1, maximum=3600),
+        memory_limit=top.integer("memory_limit", None, minimum=64 * 1024 * 1024),
         pipeline=pipeline,
         spool=spool_defaults,
     )
     top.finish()
+    if config.control_socket is None:
+        config.control_socket = os.path.join(config.data_dir, "control.sock")
     if config.rules_dir and os.path.exists(config.rules_dir) and not os.path.isdir(config.rules_dir):
         errors.append(f"rules_dir: {config.rules_dir} is not a directory")
     if not config.rules_owner_key or "\x01" in config.rules_owner_key or len(config.rules_owner_key) > 128:
@@ -329,6 +341,14 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
     if errors:
         raise ConfigError(source, errors)
     return config
+
+
+def _control_socket(top: _Section) -> str | None:
+    """`control_socket: PATH`, or false for none (None here: the default under data_dir, filled in later)."""
+    if top.data.get("control_socket") is False:
+        top.raw("control_socket")
+        return ""
+    return top.path("control_socket")
 
 
 def _input(top: _Section, errors: list[str], base_dir: Path) -> InputConfig:

@@ -1,5 +1,6 @@
 """Agent metrics: one snapshot of every counter (collector, pipeline, outputs, process), logged as one line every
-metrics_interval seconds and written to `data_dir/metrics.json` for `auoms-py ctl/top`."""
+metrics_interval seconds, sent as AUOMS_METRIC events (auoms_py.service.selfreport), written to
+`data_dir/metrics.json` every 5 s and answered on the control socket (`auoms-py ctl status`)."""
 from __future__ import annotations
 
 import json
@@ -18,8 +19,21 @@ def snapshot(agent) -> dict:
         "outputs": {out.name: {"type": out.kind, "format": out.format.name, **out.status()} for out in agent.outputs},
         "agent": dict(agent.counters),
         "filters": agent.filters.metrics() if agent.filters is not None else {},
-        "process": {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "max_rss_kib": usage.ru_maxrss},
+        "process": {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "max_rss_kib": usage.ru_maxrss,
+                    "rss_kib": rss_kib(), "pid": os.getpid()},
     }
+
+
+_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def rss_kib() -> int:
+    """The resident set size now (ru_maxrss is the peak)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_KIB
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def summary(snap: dict) -> str:
@@ -37,7 +51,9 @@ def summary(snap: dict) -> str:
     dropped = snap.get("filters", {}).get("filter_dropped")
     if dropped:
         parts.append("filters dropped: " + " ".join(f"{k}={v}" for k, v in sorted(dropped.items())))
-    parts.append(f"cpu={snap['process']['cpu_seconds']:.1f}s rss={snap['process']['max_rss_kib'] // 1024}MiB")
+    proc = snap["process"]
+    parts.append(f"cpu={proc['cpu_seconds']:.1f}s rss={proc.get('rss_kib', 0) // 1024}MiB "
+                 f"(peak {proc['max_rss_kib'] // 1024}MiB)")
     return "; ".join(parts)
 
 

@@ -38,6 +38,7 @@ class Agent:
             "data_dir": str(self.dir / "data"),
             "log_level": "debug",
             "pipeline": {"flush_timeout": 0.3},
+            "self_events": False,  # tests that want AUOMS_STATUS / AUOMS_METRIC events say so (exact outputs)
             "outputs": [{"name": "json", "type": "file", "format": "json", "path": str(self.json_path)},
                         {"name": "mstic", "type": "file", "format": "mstic", "path": str(self.mstic_path)}],
         }

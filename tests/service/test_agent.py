@@ -161,7 +161,7 @@ def test_start_failures_name_the_problem_and_start_nothing(tmp_path):
 
 def test_detached_run_reports_its_start_and_stops_on_sigterm(tmp_path):
     agent = Agent(tmp_path, {"type": "file", "path": str(LOG)}, extra={"log_file": str(tmp_path / "agent.log")})
-    command = [sys.executable, "-m", "auoms_py", "run", "-c", str(agent.config_path)]
+    command = [sys.executable, "-m", "auoms_py", "run", "-c", str(agent.config_path), "--daemon"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     pid_file = agent.dir / "data" / "auoms-py.pid"
@@ -173,6 +173,6 @@ def test_detached_run_reports_its_start_and_stops_on_sigterm(tmp_path):
     assert "stopping (SIGTERM)" in (tmp_path / "agent.log").read_text()
     # a start failure in the background is still reported by the command that started it
     broken = Agent(tmp_path, {"type": "file", "path": str(tmp_path / "nope"), "once": True}, name="broken")
-    proc = subprocess.run([sys.executable, "-m", "auoms_py", "run", "-c", str(broken.config_path)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "auoms_py", "run", "-c", str(broken.config_path), "--daemon"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "nope does not exist" in proc.stderr
