@@ -47,6 +47,7 @@ class Agent:
         config.update(extra or {})
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}  # added to the agent's environment (NOTIFY_SOCKET, WATCHDOG_USEC ...)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "auoms_py", "run", "-c", str(self.config_path), "--foreground"]
@@ -54,7 +55,7 @@ class Agent:
     def start(self, wait: bool = True) -> "Agent":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=REPO, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         if wait:
             self.wait_started()
         return self
