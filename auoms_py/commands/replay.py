@@ -124,8 +124,6 @@ def _open_inputs(names: list[str]):
 
 
 def run(args) -> int:
-    from auoms_py.service.config import ConfigError
-
     pipeline = Pipeline(UserDB(args.passwd, args.group), flush_timeout=args.flush_timeout, log_time=True)
     writer = Writer(sys.stdout.buffer, args.format,
                     mstic.DEFAULT_EXCLUDED_TYPES if args.format != "json" else frozenset())
@@ -133,7 +131,7 @@ def run(args) -> int:
     malformed: list[tuple[str, int, str, str]] = []
     try:
         filters = _filters(args, pipeline)  # None: nothing filtered
-    except (ValueError, ConfigError) as exc:  # file, line/key and reason
+    except ValueError as exc:  # file, line/key and reason
         print(f"auoms-py replay: {exc}", file=sys.stderr)
         return 1
     try:
@@ -175,9 +173,12 @@ def _filters(args, pipeline):
     """The filters of --config / --filters, judging from the log alone (this host's /proc is never read)."""
     path = args.filters
     if args.config:
-        from auoms_py.service.config import load
+        from auoms_py.service.config import ConfigError, load
 
-        path = load(args.config).filters
+        try:
+            path = load(args.config).filters
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
         if not path:
             print(f"auoms-py replay: {args.config} names no filter file; nothing is filtered", file=sys.stderr)
             return None

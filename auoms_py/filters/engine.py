@@ -138,31 +138,34 @@ class OutputFilter:
         for rec in records:
             if rec.type_name in types:
                 continue
-            new_fields = rec.fields
-            if fields and any(name in fields for name, _v, _s in new_fields):
-                new_fields = [f for f in new_fields if f[0] not in fields]
+            new_fields = None  # reading rec.fields only when fields are dropped keeps the mstic fast path
+            if fields:
+                current = rec.fields
+                if any(name in fields for name, _v, _s in current):
+                    new_fields = [f for f in current if f[0] not in fields]
             merged = rec.merged
             if merged and (types or fields):
                 new_merged = []
                 changed = False
-                for type_name, sub in merged:
-                    if type_name in types:
+                for sub in merged:
+                    if sub.type_name in types:
                         changed = True
                         continue
                     if fields:
-                        prefix = type_name + "_"
-                        kept = [f for f in sub if prefix + f[0] not in fields]
-                        if len(kept) != len(sub):
+                        prefix = sub.type_name + "_"
+                        kept = [f for f in sub.fields if prefix + f[0] not in fields]
+                        if len(kept) != len(sub.fields):
                             changed = True
-                            sub = kept
-                    new_merged.append((type_name, sub))
+                            sub = sub.with_fields(kept)
+                    new_merged.append(sub)
                 if changed:
                     merged = new_merged
-            if new_fields is rec.fields and merged is rec.merged:
+            if new_fields is None and merged is rec.merged:
                 out.append(rec)
             else:
                 copy = _copy_record(rec)
-                copy.fields = new_fields
+                if new_fields is not None:
+                    copy.fields = new_fields
                 copy.merged = merged
                 out.append(copy)
         return out

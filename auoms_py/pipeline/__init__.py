@@ -17,6 +17,14 @@ from auoms_py.pipeline.userdb import UserDB
 __all__ = ["Pipeline", "UserDB", "MalformedRecord", "OutputRecord", "Record", "Event"]
 
 
+def _parse_netlink_pair(pair: tuple[int, str]) -> Record:
+    return parse_netlink(pair[0], pair[1])
+
+
+def _parsed(record: Record) -> Record:
+    return record
+
+
 class Pipeline:
     """Records in, output events out. `now` is the caller's clock: monotonic seconds live, the log's own event
     time in replay (see `log_time`), so idle events flush identically in both."""
@@ -31,77 +39,63 @@ class Pipeline:
         self._clock = 0
         self._clock_text = ""
         self._next_expiry = 0.0
-        # records == event_records + EOE records + records cut from oversized events: nothing vanishes unseen
-        self.counters = {"records": 0, "malformed": 0, "events": 0, "event_records": 0, "output_records": 0,
-                         "records_dropped_over_limit": 0}
+        self._malformed_count = 0
+        self._events_count = 0
+        self._event_records = 0
+        self._output_records = 0
         self.malformed_samples: list[tuple[str, str]] = []  # (reason, line) of the first few malformed lines
 
     def feed_line(self, line: str, now: float = 0.0) -> list[list[OutputRecord]]:
         """One line of auditd log / plugin stream / saved netlink text (latin-1 str)."""
-        try:
-            record = parse_line(line)
-        except MalformedRecord as exc:
-            self._malformed(str(exc), line)
-            return []
-        completed: list[Event] = []
-        self._add(record, now, completed, line)
-        return self._events(completed) if completed else []
+        return self._feed((line,), parse_line, now, None)
 
     def feed_lines(self, lines, now: float = 0.0, on_malformed=None) -> list[list[OutputRecord]]:
         """Many lines at once (the cheaper way for a batch); `on_malformed(index, reason)` hears of bad ones."""
-        completed: list[Event] = []
-        add = self._add
-        for index, line in enumerate(lines):
-            try:
-                record = parse_line(line)
-            except MalformedRecord as exc:
-                self._malformed(str(exc), line)
-                if on_malformed is not None:
-                    on_malformed(index, str(exc))
-                continue
-            if not add(record, now, completed, line) and on_malformed is not None:
-                on_malformed(index, self.malformed_samples[-1][0] if self.malformed_samples else "malformed")
-        return self._events(completed) if completed else []
+        return self._feed(lines, parse_line, now, on_malformed)
 
     def feed_netlink(self, code: int, text: str, now: float = 0.0) -> list[list[OutputRecord]]:
         """One kernel netlink record: its type code and its `audit(...): ...` text."""
-        try:
-            record = parse_netlink(code, text)
-        except MalformedRecord as exc:
-            self._malformed(str(exc), f"{code} {text}")
-            return []
-        return self.feed_record(record, now)
+        return self._feed(((code, text),), _parse_netlink_pair, now, None)
+
+    def feed_netlink_records(self, records, now: float = 0.0) -> list[list[OutputRecord]]:
+        """Many kernel netlink records at once: (type code, text) pairs."""
+        return self._feed(records, _parse_netlink_pair, now, None)
 
     def feed_record(self, record: Record, now: float = 0.0) -> list[list[OutputRecord]]:
-        completed: list[Event] = []
-        self._add(record, now, completed)
-        return self._events(completed) if completed else []
+        return self._feed((record,), _parsed, now, None)
 
-    def _add(self, record: Record, now: float, completed: list, line: str | None = None) -> bool:
-        """Assemble one record; events it completes (or that expired) go to `completed`. False if malformed."""
-        self.counters["records"] += 1
-        if self.log_time:
-            # the log's clock, to the second: enough to flush events idle for a timeout of a second or more
-            seconds = record.key.partition(".")[0]
-            if seconds != self._clock_text:
-                self._clock_text = seconds
-                if seconds.isdigit() and int(seconds) > self._clock:
-                    self._clock = int(seconds)
-            now = self._clock
+    def _feed(self, items, parse, now: float, on_malformed) -> list[list[OutputRecord]]:
+        """Parse and assemble items; merge the events they complete (or that expired on the way)."""
+        completed: list[Event] = []
         assembler = self.assembler
-        if now >= self._next_expiry:
-            # expire idle events before this record, at most a few times per timeout period
-            self._next_expiry = now + assembler.flush_timeout / 4
-            completed += assembler.expire(now)
-        try:
-            events = assembler.add(record, now)
-        except MalformedRecord as exc:
-            self.counters["records"] -= 1
-            self._malformed(str(exc), line if line is not None else f"{record.code} audit({record.key}): {record.body}")
-            return False
-        if events:
-            completed += events
-        return True
+        add = assembler.add
+        log_time = self.log_time
+        next_expiry = self._next_expiry
+        for index, item in enumerate(items):
+            try:
+                record = parse(item)
+                if log_time:
+                    # the log's clock, to the second: enough to flush events idle for a second or more
+                    seconds = record.key.partition(".")[0]
+                    if seconds != self._clock_text:
+                        self._clock_text = seconds
+                        if seconds.isdigit() and int(seconds) > self._clock:
+                            self._clock = int(seconds)
+                    now = self._clock
+                if now >= next_expiry:
+                    # expire idle events before this record, at most a few times per timeout period
+                    next_expiry = now + assembler.flush_timeout / 4
+                    completed += assembler.expire(now)
+                events = add(record, now)
+            except MalformedRecord as exc:
+                self._malformed(str(exc), item if isinstance(item, str) else " ".join(map(str, item)))
+                if on_malformed is not None:
+                    on_malformed(index, str(exc))
+                continue
+            if events:
+                completed += events
+        self._next_expiry = next_expiry
+        return self._events(completed) if completed else []
 
     def tick(self, now: float) -> list[list[OutputRecord]]:
         """Flush events idle longer than the timeout (call on a timer, also when input is idle)."""
@@ -116,19 +110,29 @@ class Pipeline:
         return self._events(self.assembler.flush())
 
     def _events(self, events: list[Event]) -> list[list[OutputRecord]]:
-        out = []
-        merger = self.merger
-        for event in events:
-            self.counters["events"] += 1
-            self.counters["event_records"] += len(event.records)
-            if event.dropped_records:
-                self.counters["records_dropped_over_limit"] += event.dropped_records
-            records = merger.event_records(event)
-            self.counters["output_records"] += len(records)
-            out.append(records)
+        event_records = self.merger.event_records
+        out = [event_records(event) for event in events]
+        self._events_count += len(events)
+        self._event_records += sum([len(event.records) for event in events])
+        self._output_records += sum([len(records) for records in out])
         return out
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """What went through. Every record is accounted for: records == event_records (in events that came out)
+        + records in events still open + EOE records + records cut from oversized events."""
+        assembly = self.assembler.counters
+        dropped = assembly["records_over_limit"]
+        return {
+            "records": self._event_records + self.assembler.open_records + assembly["eoe_records"] + dropped,
+            "malformed": self._malformed_count,
+            "events": self._events_count,
+            "event_records": self._event_records,
+            "output_records": self._output_records,
+            "records_dropped_over_limit": dropped,
+        }
+
     def _malformed(self, reason: str, line: str) -> None:
-        self.counters["malformed"] += 1
+        self._malformed_count += 1
         if len(self.malformed_samples) < 10:
             self.malformed_samples.append((reason, line))

@@ -25,8 +25,8 @@ class Assembler:
         self.flush_timeout = flush_timeout
         self.max_open_events = max_open_events
         self.max_event_bytes = max_event_bytes
-        # open events in insertion order: key -> [event, last_touched]
-        self._open: dict[tuple[int, int, int], list] = {}
+        # open events in insertion order, by event id text
+        self._open: dict[str, Event] = {}
         self.counters = {
             "events_complete": 0,  # ended by EOE or single-record type
             "events_timed_out": 0,  # flushed idle, without EOE
@@ -42,54 +42,64 @@ class Assembler:
     def open_events(self) -> int:
         return len(self._open)
 
-    def add(self, record: Record, now: float) -> list[Event]:
+    @property
+    def open_records(self) -> int:
+        return sum([len(event.records) for event in self._open.values()])
+
+    def add(self, record: Record, now: float) -> tuple[Event, ...] | list[Event]:
         """Add a record; return the events it completes (possibly evicted old ones first).
         Raises MalformedRecord when a record starts an event with an invalid event id."""
-        code = record.code
         key = record.key
-        entry = self._open.get(key)
-        if entry is None:
-            if code == EOE:
-                self.counters["eoe_records"] += 1
-                self.counters["eoe_without_event"] += 1
-                return []
-            event = Event(key, *parse_event_id(key))
-            event.records.append(record)
-            event.size = len(record.body)
-            if code and is_single_record_type(code):
-                event.complete = True
-                self.counters["events_complete"] += 1
-                return [event]
-            self._open[key] = [event, now]
-            if len(self._open) > self.max_open_events:
-                return self._evict()
-            return []
-        event = entry[0]
+        event = self._open.get(key)
+        if event is None:
+            return self._first_record(record, key, now)
+        code = record.code
         if code == EOE:
             self.counters["eoe_records"] += 1
             del self._open[key]
             event.complete = True
             self.counters["events_complete"] += 1
-            return [event]
-        entry[1] = now
+            return (event,)
+        event.touched = now
         size = len(record.body)
         if event.size + size > self.max_event_bytes:
             event.dropped_records += 1
             event.dropped_bytes += size
             self.counters["records_over_limit"] += 1
-            return []
-        if record.node != event.records[0].node and not event.mixed_nodes:
+            return ()
+        node = record.node
+        if node is not event.node and node != event.node and not event.mixed_nodes:
             event.mixed_nodes = True
             self.counters["events_mixed_nodes"] += 1
         event.records.append(record)
         event.size += size
-        return []
+        return ()
+
+    def _first_record(self, record: Record, key: str, now: float):
+        code = record.code
+        if code == EOE:
+            self.counters["eoe_records"] += 1
+            self.counters["eoe_without_event"] += 1
+            return ()
+        event = Event(key, *parse_event_id(key))
+        event.records.append(record)
+        event.node = record.node
+        event.size = len(record.body)
+        if code and is_single_record_type(code):
+            event.complete = True
+            self.counters["events_complete"] += 1
+            return (event,)
+        event.touched = now
+        self._open[key] = event
+        if len(self._open) > self.max_open_events:
+            return self._evict()
+        return ()
 
     def _evict(self) -> list[Event]:
         out = []
         while len(self._open) > self.max_open_events:
             key = next(iter(self._open))
-            out.append(self._open.pop(key)[0])
+            out.append(self._open.pop(key))
             self.counters["events_evicted"] += 1
         return out
 
@@ -98,13 +108,13 @@ class Assembler:
         if not self._open:
             return []
         limit = now - self.flush_timeout
-        expired = [key for key, (_event, touched) in self._open.items() if touched < limit]
+        expired = [key for key, event in self._open.items() if event.touched < limit]
         self.counters["events_timed_out"] += len(expired)
-        return [self._open.pop(key)[0] for key in expired]
+        return [self._open.pop(key) for key in expired]
 
     def flush(self) -> list[Event]:
         """Every open event, oldest first (end of input, shutdown)."""
-        out = [entry[0] for entry in self._open.values()]
+        out = list(self._open.values())
         self._open.clear()
         self.counters["events_flushed"] += len(out)
         return out

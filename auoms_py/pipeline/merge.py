@@ -14,6 +14,7 @@ which handles every input; tests run both over the same corpora and require iden
 from __future__ import annotations
 
 import json
+import re
 
 from auoms_py.pipeline import model
 from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, unescape
@@ -266,8 +267,10 @@ class _NotFast(Exception):
 # names whose values differ in most records: a token cache entry for them would be used once
 _UNIQUE_NAMES = frozenset(("a0", "a1", "a2", "a3", "pid", "ppid", "exit", "inode", "opid"))
 _CACHE_LIMIT = 8192  # entries per cache; a full cache starts again empty (memory stays bounded)
-# the SYSCALL fields between `success=` and `auid=`, different in every event, written as read (but items)
-_MIDDLE_NAMES = ("exit=", "a0=", "a1=", "a2=", "a3=", "items=", "ppid=", "pid=")
+# The SYSCALL fields between `success=` and `auid=` differ in every event and are written as read, but items. One
+# C-level match checks their names and values (8 startswith calls, a split and a join cost 3x more) and cuts them.
+_SYSCALL_MIDDLE = re.compile(r"(exit=-?[0-9]+ a0=[0-9a-f]+ a1=[0-9a-f]+ a2=[0-9a-f]+ a3=[0-9a-f]+) items=[0-9]+ "
+                             r"(ppid=([0-9]+) pid=([0-9]+))")
 _TAIL_FORBIDDEN = frozenset(("items", "type", "arch", "syscall"))
 
 
@@ -303,13 +306,15 @@ class FastMerger(Merger):
     the same Interpreter the general path uses.
     """
 
-    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_arrays", "execves", "proctitles", "tokens")
+    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_suffixes", "path_arrays", "execves", "proctitles",
+               "tokens")
 
     def __init__(self, interpreter: Interpreter):
         super().__init__(interpreter)
         self._generation = None
         for name in self._CACHES:
             setattr(self, name, _Cache())
+        self.tokens: dict[tuple[int, str | None], _Cache] = {}  # (record code, arch) -> token cache
         self.fast_events = 0
         self.general_events = 0
 
@@ -333,31 +338,38 @@ class FastMerger(Merger):
 
     # -- interpreting a miss ------------------------------------------------------------------------------------------
 
-    def _token(self, code: int, token: str, arch_raw: str | None):
-        """(text, triples) for one name=value token (cached unless its value is one of a kind)."""
-        key = (code, arch_raw, token)
-        entry = self.tokens.get(key)
-        if entry is not None:
-            return entry
+    def _token_cache(self, code: int, arch_raw: str | None) -> _Cache:
+        cache = self.tokens.get((code, arch_raw))
+        if cache is None:
+            cache = self.tokens[(code, arch_raw)] = _Cache()
+        return cache
+
+    def _token(self, cache: _Cache, code: int, token: str, arch_raw: str | None):
+        """(text, triples, name, raw value) for one name=value token (cached unless its value is one of a kind)."""
         name, sep, raw = token.partition("=")
         if not sep or not name or (raw[:1] == '"' and (len(raw) < 2 or raw[-1] != '"')):
             raise _NotFast  # a token without '=' or a quoted value cut at a space
         triples: list = []
         self.interpreter.add_fields(triples, code, ((name, raw),), arch_raw)
-        entry = (" ".join([render(*triple) for triple in triples]), tuple(triples))
+        entry = (" ".join([render(*triple) for triple in triples]), tuple(triples), name, raw)
         if name not in _UNIQUE_NAMES:
-            self.tokens.put(key, entry)
+            cache.put(token, entry)
         return entry
 
-    def _section(self, code: int, text: str, arch_raw: str | None = None) -> tuple[str, tuple]:
-        """(text, triples) for a run of name=value tokens separated by single spaces."""
+    def _section(self, code: int, text: str, arch_raw: str | None = None) -> tuple[str, tuple, dict]:
+        """(text, triples, {name: first raw value}) for a run of name=value tokens separated by single spaces."""
+        cache = self._token_cache(code, arch_raw)
+        get = cache.get
         texts = []
         triples = []
+        values = {}
         for token in _plain_tokens(text):
-            part_text, part_triples = self._token(code, token, arch_raw)
-            texts.append(part_text)
-            triples += part_triples
-        return " ".join(texts), tuple(triples)
+            entry = get(token) or self._token(cache, code, token, arch_raw)
+            texts.append(entry[0])
+            triples += entry[1]
+            if entry[2] not in values:
+                values[entry[2]] = entry[3]
+        return " ".join(texts), tuple(triples), values
 
     # -- the fast path ------------------------------------------------------------------------------------------------
 
@@ -373,22 +385,17 @@ class FastMerger(Merger):
             raise _NotFast
         head = self.heads.get(body[:exit_at]) or self._syscall_head(body[:exit_at])
         tail = self.tails.get(body[auid_at + 1:]) or self._syscall_tail(body[auid_at + 1:])
-        segment = body[exit_at + 1:auid_at]
-        middle = segment.split(" ")
-        if len(middle) != 8 or '"' in segment or not segment.isprintable():
+        middle = _SYSCALL_MIDDLE.fullmatch(body, exit_at + 1, auid_at)
+        if middle is None:
             raise _NotFast
-        for token, name in zip(middle, _MIDDLE_NAMES):
-            if not token.startswith(name):
-                raise _NotFast
         out = self._new_syscall_record(event, syscall, head[2])
         arch_raw = head[3]
-        ppid, pid = middle[6][5:], middle[7][4:]
-        out.pid = int(pid) if pid.isdigit() else None
-        out.ppid = int(ppid) if ppid.isdigit() else None
+        exit_to_a3, ppid_pid, ppid, pid = middle.groups()
+        out.pid = int(pid)
+        out.ppid = int(ppid)
         out.success = head[4]
         out.uid, out.gid, out.exe, out.keys = tail[2], tail[3], tail[4], tail[5]
-        del middle[5]  # items=
-        parts = [(head[0], head[1]), (" ".join(middle), None), (tail[0], tail[1])]
+        parts = [(head[0], head[1]), (f"{exit_to_a3} {ppid_pid}", None), (tail[0], tail[1])]
         if syscall.node is not None:
             parts.insert(0, ("node=" + syscall.node, None))
         out.parts = parts
@@ -425,15 +432,14 @@ class FastMerger(Merger):
                 or not tokens[2].startswith("success=")):
             raise _NotFast
         arch_raw = tokens[0][5:]
-        text, triples = self._section(model.SYSCALL, head, arch_raw)
+        text, triples, _values = self._section(model.SYSCALL, head, arch_raw)
         name = next(value for field, value, _style in triples if field == "syscall")
         return self.heads.put(head, (text, triples, name, arch_raw, tokens[2][8:]))
 
     def _syscall_tail(self, tail: str):
         """(text, triples, uid, gid, exe, keys) for `auid=.. uid=.. ... exe=.. [subj=..] [key=..]`."""
         stripped = tail[:-1] if tail.endswith(" ") else tail  # records without a key field end with a space
-        text, triples = self._section(model.SYSCALL, stripped)
-        values = _first_values(stripped)
+        text, triples, values = self._section(model.SYSCALL, stripped)
         if "exe" not in values or not _TAIL_FORBIDDEN.isdisjoint(values):
             raise _NotFast  # fields the general path skips or reads from the head
         return self.tails.put(tail, (text, triples, _int(values.get("uid")), _int(values.get("gid")),
@@ -443,7 +449,8 @@ class FastMerger(Merger):
         """(text, triples) of a record that is one `name=value` field (CWD, SOCKADDR)."""
         if len(_plain_tokens(body)) != 1 or not body.startswith(name + "="):
             raise _NotFast
-        return self._token(code, body, arch_raw)
+        cache = self._token_cache(code, arch_raw)
+        return (cache.get(body) or self._token(cache, code, body, arch_raw))[:2]
 
     def _fast_paths(self, parts: list, paths: list) -> None:
         cache = self.paths
@@ -464,19 +471,26 @@ class FastMerger(Merger):
     def _path_entry(self, body: str):
         """(item number, item 0's (text, triples) or None, (name, nametype, mode, ouid, ogid) for the arrays)."""
         stripped = body[:-1] if body.endswith(" ") else body
-        tokens = _plain_tokens(stripped)
-        if not tokens[0].startswith("item=") or not tokens[0][5:].isdigit():
+        item, _, rest = stripped.partition(" ")
+        if not item.startswith("item=") or not item[5:].isdigit():
             raise _NotFast
-        number = int(tokens[0][5:])
-        values = _first_values(stripped[len(tokens[0]) + 1:])
+        number = int(item[5:])
+        # `name=.. inode=..` differ from file to file; `dev=.. mode=.. ouid=.. ... cap_frootid=..` mostly repeat
+        dev_at = rest.find(" dev=")
+        if dev_at > 0:
+            text, triples, values = self._section(model.PATH, rest[:dev_at])
+            suffix = rest[dev_at + 1:]
+            more = self.path_suffixes.get(suffix) or self.path_suffixes.put(suffix, self._section(model.PATH, suffix))
+            text = f"{text} {more[0]}"
+            triples += more[1]
+            values = {**more[2], **values}
+        else:
+            text, triples, values = self._section(model.PATH, rest)
         if "item" in values or "node" in values:
             raise _NotFast  # fields the general path skips
-        name = values.get("name")
-        if name is not None and name[:1] == '"' and (len(name) < 2 or name[-1] != '"'):
-            raise _NotFast
-        item0 = self._section(model.PATH, stripped[len(tokens[0]) + 1:]) if number == 0 else None
-        columns = (_json_name(name), values.get("nametype", values.get("objtype", "")), values.get("mode", ""),
-                   values.get("ouid", ""), values.get("ogid", ""))
+        item0 = (text, triples) if number == 0 else None
+        columns = (_json_name(values.get("name")), values.get("nametype", values.get("objtype", "")),
+                   values.get("mode", ""), values.get("ouid", ""), values.get("ogid", ""))
         return self.paths.put(body, (number, item0, columns))
 
     def _execve(self, body: str):
@@ -508,11 +522,3 @@ class FastMerger(Merger):
             raise _NotFast
         args = split_proctitle(unescape(body[10:])[0])
         return (args, join_args(args))
-
-
-def _first_values(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for token in text.split(" "):
-        name, _, raw = token.partition("=")
-        values.setdefault(name, raw)
-    return values

@@ -58,8 +58,8 @@ class Record(NamedTuple):
 class Event:
     """The records of one audit event (same event id), in arrival order, without the EOE record."""
 
-    __slots__ = ("key", "sec", "msec", "serial", "records", "size", "dropped_records", "dropped_bytes",
-                 "mixed_nodes", "complete")
+    __slots__ = ("key", "sec", "msec", "serial", "records", "node", "size", "touched", "dropped_records",
+                 "dropped_bytes", "mixed_nodes", "complete")
 
     def __init__(self, key: str, sec: int, msec: int, serial: int):
         self.key = key
@@ -67,7 +67,9 @@ class Event:
         self.msec = msec
         self.serial = serial
         self.records: list[Record] = []
+        self.node: str | None = None  # node= of the first record
         self.size = 0  # bytes of record text held
+        self.touched = 0.0  # clock time of the last record added (idle events are flushed)
         self.dropped_records = 0  # records cut because the event exceeded its size bound
         self.dropped_bytes = 0
         self.mixed_nodes = False  # records named different node= values (kept together, as AUOMS does)
@@ -98,6 +100,12 @@ class MergedRecord:
         if self._fields is None:
             self._fields = self._interpret(self.record)
         return self._fields
+
+    def with_fields(self, fields: list[tuple[str, str, int]]) -> MergedRecord:
+        """A copy with other fields (per-output field drops)."""
+        copy = MergedRecord(self.type_name, self.record, self._interpret)
+        copy._fields = fields
+        return copy
 
 
 class OutputRecord:

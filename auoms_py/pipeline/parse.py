@@ -15,6 +15,7 @@ from auoms_py.pipeline.tables.record_types import RECORD_TYPE_NAMES
 
 RECORD_TYPE_CODES = {name: code for code, name in RECORD_TYPE_NAMES.items()}
 ENRICHED_SEPARATOR = "\x1d"
+_new_record = tuple.__new__  # Record(...) without the namedtuple's Python-level __new__ frame
 
 
 class MalformedRecord(ValueError):
@@ -54,7 +55,7 @@ def parse_line(line: str) -> Record:
                     body = body.lstrip(" ")
                 if body[-1:] == "\n":
                     body = body.rstrip("\r\n")
-                return Record(code, type_name, None, head[space + 11:], body)
+                return _new_record(Record, (code, type_name, None, head[space + 11:], body))
     return _parse_any(line.rstrip("\r\n"))
 
 
@@ -97,7 +98,7 @@ def parse_netlink(code: int, text: str) -> Record:
                 body = body.lstrip(" ")
             if body[-1:] in ("\n", "\x00"):
                 body = body.rstrip("\r\n\x00")
-            return Record(code, type_name, None, head[6:], body)
+            return _new_record(Record, (code, type_name, None, head[6:], body))
     return _parse_event_id(text.rstrip("\r\n\x00"), 0, code, record_type_name(code), None)
 
 

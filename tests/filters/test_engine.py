@@ -304,3 +304,33 @@ def test_the_first_filter_of_the_file_that_drops_is_counted_whatever_its_kind():
         verdict = run.syscall(1800, 1, "/usr/bin/tool", "openat")
         assert verdict.filter == first
         assert run.engine.counters == {first: 2, second: 0, "by-glob": 0}
+
+
+def test_output_filter_drops_merged_record_types_and_prefixed_fields():
+    """Per-output drops reach the records folded into a syscall record (OBJ_PID_..., BPRM_FCAPS_...), and the
+    MSTIC line of the copy shows them gone while the shared record keeps them."""
+    from auoms_py.format import mstic
+    from auoms_py.pipeline import Pipeline
+
+    lines = [
+        'type=SYSCALL msg=audit(1.001:5): arch=c000003e syscall=62 success=yes exit=0 a0=5 a1=9 a2=0 a3=0 items=0 '
+        'ppid=1 pid=2 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 comm="kill" '
+        'exe="/bin/kill" key="k"',
+        'type=OBJ_PID msg=audit(1.001:5): opid=5 oauid=-1 ouid=0 oses=-1 ocomm="sleep"',
+        "type=BPRM_FCAPS msg=audit(1.001:5): fver=0 fp=0",
+        "type=EOE msg=audit(1.001:5): ",
+    ]
+    pipeline = Pipeline(None)
+    (event,) = [e for line in lines for e in pipeline.feed_line(line)]
+    engine = engine_for("""
+        outputs:
+          syslog:
+            drop_record_types: [BPRM_FCAPS]
+            drop_fields: [OBJ_PID_ocomm, a0]
+    """)
+    (out,) = engine.output("syslog").apply(event)
+    line = mstic.format_record(out, frozenset())
+    assert "OBJ_PID_opid=5" in line and "OBJ_PID_ocomm" not in line and "BPRM_FCAPS" not in line
+    assert " a0=" not in line and " a1=9 " in line
+    shared = mstic.format_record(event[0], frozenset())
+    assert 'OBJ_PID_ocomm="sleep"' in shared and "BPRM_FCAPS_fver=0" in shared and " a0=5 " in shared

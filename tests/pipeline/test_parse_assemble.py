@@ -88,7 +88,7 @@ def test_sample_interleaved_plugin_stream_assembles_every_event():
 
 def test_idle_event_flushes_on_timer_without_more_input():
     assembler = Assembler(flush_timeout=0.2)
-    assert assembler.add(_rec(1), now=10.0) == []
+    assert not assembler.add(_rec(1), now=10.0)
     assert assembler.expire(now=10.1) == []
     (event,) = assembler.expire(now=10.3)
     assert event.serial == 1 and not event.complete
