@@ -264,7 +264,7 @@ class _NotFast(Exception):
     """The record is not in the layout the fast path knows: use the general path."""
 
 
-# names whose values differ in most records: a token cache entry for them would be used once
+# names whose values differ in most records (a token cache entry would be used once) and are never interpreted
 _UNIQUE_NAMES = frozenset(("a0", "a1", "a2", "a3", "pid", "ppid", "exit", "inode", "opid"))
 _CACHE_LIMIT = 8192  # entries per cache; a full cache starts again empty (memory stays bounded)
 # The SYSCALL fields between `success=` and `auid=` differ in every event and are written as read, but items. One
@@ -349,12 +349,11 @@ class FastMerger(Merger):
         name, sep, raw = token.partition("=")
         if not sep or not name or (raw[:1] == '"' and (len(raw) < 2 or raw[-1] != '"')):
             raise _NotFast  # a token without '=' or a quoted value cut at a space
+        if name in _UNIQUE_NAMES:  # plain numbers, written as read
+            return (token, ((name, raw, BARE),), name, raw)
         triples: list = []
         self.interpreter.add_fields(triples, code, ((name, raw),), arch_raw)
-        entry = (" ".join([render(*triple) for triple in triples]), tuple(triples), name, raw)
-        if name not in _UNIQUE_NAMES:
-            cache.put(token, entry)
-        return entry
+        return cache.put(token, (" ".join([render(*triple) for triple in triples]), tuple(triples), name, raw))
 
     def _section(self, code: int, text: str, arch_raw: str | None = None) -> tuple[str, tuple, dict]:
         """(text, triples, {name: first raw value}) for a run of name=value tokens separated by single spaces."""
