@@ -1,14 +1,16 @@
 # auoms-py developer entry points. Run as root on Debian 12:
 #   make run    run the agent in the foreground on the shipped defaults
 #   make test   install what the tests need (apt packages included) and run them
+#   make dist   wheel and sdist in dist/;  make deb [DEB_REVISION=N]  the Debian package in dist/ (packaging/)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := auditd rsyslog rsyslog-gnutls libsystemd-dev pkg-config gcc python3-dev python3-venv openssl
 PYTEST_ARGS ?=
+DEB_REVISION ?= 1
 
-.PHONY: run test deps venv bench clean lint
+.PHONY: run test deps venv bench clean lint dist deb
 
 # System packages the tests drive for real: auditd (auditctl/ausearch oracles, plugin host), rsyslog (a real
 # syslog receiver; rsyslog-gnutls: its TLS listener), libsystemd-dev (builds systemd-python). Installed only when
@@ -37,6 +39,13 @@ run: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+dist: venv
+	rm -f dist/auoms_py-*.whl dist/auoms_py-*.tar.gz dist/auoms-py-*.tar.gz
+	$(PY) -m build --outdir dist .
+
+deb: dist
+	packaging/build-deb.sh $(DEB_REVISION)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

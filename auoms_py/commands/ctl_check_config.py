@@ -1,5 +1,6 @@
 """`auoms-py ctl check-config [FILE]`: validate an agent configuration and the filter file it names (or a filter
-file alone) and print what each filter will do. Touches nothing; exit status 1 when something is wrong."""
+file alone) and print what each filter will do, and name the files the agent would refuse because other users can
+write them (config, filters, rules directory and files). Touches nothing; exit status 1 when something is wrong."""
 from __future__ import annotations
 
 import sys
@@ -33,6 +34,31 @@ def _is_filter_file(path: str) -> bool:
 
 
 def run(args) -> int:
+    code = check_config(args)
+    return untrusted_files(args.file) or code
+
+
+def untrusted_files(path: str) -> int:
+    """Files the agent would refuse because other users can write them (auoms_py.service.hygiene)."""
+    from auoms_py.service.config import ConfigError, load
+    from auoms_py.service.hygiene import check_files
+
+    files, rules_dir = [path], None
+    if not _is_filter_file(path):
+        try:
+            config = load(path)
+        except ConfigError:
+            config = None
+        if config is not None:
+            files.append(config.filters)
+            rules_dir = config.rules_dir
+    problems = check_files(files, rules_dir)
+    for problem in problems:
+        print(f"refused: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def check_config(args) -> int:
     from auoms_py.service.config import ConfigError, load
 
     path = args.file

@@ -573,6 +573,8 @@ class Agent:
         set_log_level(new.log_level)
         if new.control_socket != old.control_socket:
             log.warning("reload: control_socket changed; that takes effect at the next start")
+        if new.log_file != old.log_file:
+            log.warning("reload: log_file changed; that takes effect at the next start")
         new.input, new.pipeline, new.data_dir, new.control_socket = (old.input, old.pipeline, old.data_dir,
                                                                       old.control_socket)
         if new.memory_limit != old.memory_limit:

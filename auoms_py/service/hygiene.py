@@ -60,7 +60,10 @@ def check_files(paths: list[str | None], rules_dir: str | None = None) -> list[s
     """Problems of the given files and of the rules directory with its *.rules files."""
     problems = [p for p in (untrusted(path) for path in paths if path) if p]
     if rules_dir and os.path.isdir(rules_dir):
+        from auoms_py.rules.syntax import rules_files
+
         problem = untrusted(rules_dir, scanned_directory=True)
         if problem:
             problems.append(problem)
+        problems += [p for p in (untrusted(path) for path in rules_files(rules_dir)) if p]
     return problems

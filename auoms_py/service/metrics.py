@@ -11,6 +11,7 @@ import time
 
 def snapshot(agent) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss = rss_kib()  # ru_maxrss lags behind the current RSS a little: the peak is at least what is resident now
     return {
         "time": time.time(),
         "uptime": round(time.monotonic() - agent.started, 3),
@@ -19,8 +20,8 @@ def snapshot(agent) -> dict:
         "outputs": {out.name: {"type": out.kind, "format": out.format.name, **out.status()} for out in agent.outputs},
         "agent": dict(agent.counters),
         "filters": agent.filters.metrics() if agent.filters is not None else {},
-        "process": {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "max_rss_kib": usage.ru_maxrss,
-                    "rss_kib": rss_kib(), "pid": os.getpid()},
+        "process": {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "max_rss_kib": max(usage.ru_maxrss, rss),
+                    "rss_kib": rss, "pid": os.getpid()},
     }
 
 

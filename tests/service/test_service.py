@@ -276,6 +276,8 @@ def test_files_others_can_write_are_refused_with_the_fix(tmp_path):
     assert proc.returncode == 2
     assert (f"configuration refused: {agent.config_path}: this file is writable by other users (mode 0666); auoms-py "
             f"runs as root and takes orders from it, so it refuses it: chmod go-w {agent.config_path}") in proc.stderr
+    checked = ctl("check-config", str(agent.config_path))
+    assert checked.returncode == 1 and f"refused: {agent.config_path}: this file is writable by other users" in checked.stderr
     # group-writable is fine when the group is root's
     agent.config_path.chmod(0o664)
     os.chown(agent.config_path, 0, 0)
