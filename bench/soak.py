@@ -130,6 +130,16 @@ def proc_sample(pid: int) -> tuple[int, float]:
     return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def agent_counts(workdir: Path) -> dict:
+    """From the agent's metrics.json (rewritten every 5 s): every record it read (the soak's and, through the
+    multicast group, whatever else the machine's audit rules produce) and the process tree's size."""
+    try:
+        snap = json.loads((workdir / "data" / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {"records": 0, "tree": 0}
+    return {"records": snap["input"].get("records", 0), "tree": snap.get("filters", {}).get("process_tree_size", 0)}
+
+
 def slope_per_hour(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, per hour."""
     n = len(points)
@@ -189,7 +199,7 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
                         raise RuntimeError(f"agent died during the soak:\n{log_path.read_text()[-3000:]}")
                     rss, cpu = proc_sample(agent.pid)
                     samples.append({"t": round(now - start, 1), "rss_kib": rss, "cpu_s": round(cpu - cpu0, 2),
-                                    "received": receiver.execs})
+                                    "received": receiver.execs, **agent_counts(workdir)})
                     if progress:
                         progress(samples[-1])
                     next_sample += sample
@@ -202,7 +212,7 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
                 time.sleep(0.5)
             rss, cpu = proc_sample(agent.pid)
             samples.append({"t": round(time.monotonic() - start, 1), "rss_kib": rss, "cpu_s": round(cpu - cpu0, 2),
-                            "received": receiver.execs})
+                            "received": receiver.execs, **agent_counts(workdir)})
         finally:
             if generator is not None and generator.poll() is None:
                 generator.kill()
@@ -216,9 +226,9 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
                     agent.wait()
             receiver.close()
     with open(workdir / "samples.csv", "w") as f:
-        f.write("seconds,rss_kib,cpu_s,received\n")
+        f.write("seconds,rss_kib,cpu_s,received,records,tree\n")
         for s in samples:
-            f.write(f"{s['t']},{s['rss_kib']},{s['cpu_s']},{s['received']}\n")
+            f.write(f"{s['t']},{s['rss_kib']},{s['cpu_s']},{s['received']},{s['records']},{s['tree']}\n")
     after = [s for s in samples if s["t"] >= warmup]
     at_warmup = after[0] if after else samples[-1]
     end = samples[-1]
@@ -236,6 +246,8 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
         "rss_slope_mib_per_h": round(slope_per_hour([(s["t"], s["rss_kib"] / 1024) for s in after]), 2),
         "cpu_percent_mean": round(100 * end["cpu_s"] / max(end["t"], 1e-9), 1),
         "cpu_percent_after_warmup": round(100 * cpu_after, 1),
+        "records": end["records"], "other_records": max(0, end["records"] - 8 * execs),
+        "tree_max": max(s["tree"] for s in samples),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, kernel {platform.release()}",
     }
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
@@ -256,7 +268,7 @@ def main() -> int:
 
     def progress(s: dict) -> None:
         print(f"{s['t']:8.0f} s  rss {s['rss_kib'] / 1024:7.1f} MiB  cpu {s['cpu_s']:8.1f} s  received "
-              f"{s['received']:,}", flush=True)
+              f"{s['received']:,}  records {s['records']:,}  tree {s['tree']:,}", flush=True)
 
     r = soak(workdir, seconds=args.seconds, rate=args.rate, warmup=args.warmup, sample=args.sample,
              input_type=args.input, progress=progress)
@@ -267,7 +279,9 @@ def main() -> int:
     print(f"| {r['execs']:,} | {r['received']:,} | {r['rss_start_mib']} MiB | {r['rss_at_warmup_mib']} MiB | "
           f"{r['rss_end_mib']} MiB | {r['rss_growth_after_warmup_mib']:+} MiB | {r['rss_slope_mib_per_h']:+} MiB/h | "
           f"{r['rss_peak_mib']} MiB | {r['cpu_percent_mean']} % |")
-    print(f"self-metric events received: AUOMS_METRIC {r['metric_events']}, AUOMS_STATUS {r['status_events']}")
+    print(f"self-metric events received: AUOMS_METRIC {r['metric_events']}, AUOMS_STATUS {r['status_events']}; "
+          f"records read {r['records']:,} ({r['other_records']:,} not the soak's); process tree at most "
+          f"{r['tree_max']:,}")
     return 0
 
 

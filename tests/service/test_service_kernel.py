@@ -167,6 +167,10 @@ def test_short_soak_rss_stays_flat_after_warm_up(tmp_path):
     from soak import soak
 
     result = soak(tmp_path / "soak", seconds=120, rate=100, warmup=60, sample=5)
+    if result["other_records"] > 0.2 * result["records"]:
+        # the agent reads every record of the machine (multicast): another run's burst raises its high-water mark
+        pytest.skip(f"other audit activity on the machine during the soak ({result['other_records']:,} of "
+                    f"{result['records']:,} records were not the soak's): RSS not comparable")
     assert result["execs"] >= 11_000
     assert result["received"] == result["execs"], result
     assert result["rss_growth_after_warmup_mib"] < SOAK_BOUND_MIB, json.dumps(result, indent=1)
