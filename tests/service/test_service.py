@@ -172,6 +172,33 @@ def test_metric_and_status_events_in_every_format_past_the_process_filters(tmp_p
     assert fluent_status["RecordTypeCode"] == "10005" and fluent_status["status"] == "healthy"
 
 
+def test_spool_limit_loss_is_reported_in_auoms_metric_and_the_agent_keeps_running(tmp_path):
+    """The issue's disk-limit case seen from the outputs: the forward output's spool bound (256 KiB, drop_oldest) is
+    reached while its receiver is away; the loss is in the AUOMS_METRIC records of that output (a JSON file gets
+    them), `loss` makes the agent degraded, and collection goes on."""
+    out_path = tmp_path / "out.jsonl"
+    agent = AgentRun(tmp_path / "agent", [json_output(out_path),
+                                          forward_output(tmp_path / "fwd.sock", name="fwd",
+                                                         spool={"max_size": "256k", "segment_size": "32k"})],
+                     extra={"self_events": True, "metrics_interval": 1, "status_interval": 0})
+    agent.start()
+    try:
+        agent.append_events(3000)
+        assert wait_until(lambda: agent.metrics().get("outputs", {}).get("fwd", {}).get("dropped", 0) > 0, 30)
+        assert wait_until(lambda: any(r["Namespace"] == "output" and r["Name"] == "fwd" and r["dropped"] > 0
+                                      for r in self_records(out_path, "AUOMS_METRIC")), 10)
+        assert wait_until(lambda: "loss" in request(str(agent.data_dir / "control.sock"))["health"]["errors"], 10)
+        agent.append_events(100)  # still collecting
+        assert wait_until(lambda: agent.metrics()["agent"]["events"] == 3100, 20)
+        assert agent.stop() == 0
+    finally:
+        if agent.alive():
+            agent.kill()
+    fwd = [r for r in self_records(out_path, "AUOMS_METRIC") if r["Namespace"] == "output" and r["Name"] == "fwd"]
+    assert sum(r["dropped"] for r in fwd) == agent.metrics()["outputs"]["fwd"]["dropped"] > 0
+    assert any("loss" in r.get("errors", {}) for r in self_records(out_path, "AUOMS_STATUS"))
+
+
 def test_health_follows_a_receiver_going_away_and_coming_back(tmp_path):
     fwd_path = tmp_path / "fwd.sock"
     out_path = tmp_path / "out.jsonl"
