@@ -17,6 +17,8 @@ dictionary lookup and a few attribute reads.
 """
 from __future__ import annotations
 
+import copy
+
 import itertools
 
 from auoms_py.filters.match import to_subject_text
@@ -172,10 +174,7 @@ class OutputFilter:
 
 
 def _copy_record(rec: OutputRecord) -> OutputRecord:
-    copy = OutputRecord.__new__(OutputRecord)
-    for slot in OutputRecord.__slots__:
-        setattr(copy, slot, getattr(rec, slot))
-    return copy
+    return copy.copy(rec)
 
 
 NO_OUTPUT_FILTER = OutputFilter("*")

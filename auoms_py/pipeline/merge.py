@@ -34,13 +34,19 @@ def _int(value: str | None) -> int | None:
     return None
 
 
-def _json_array(values: list[str]) -> str:
-    """JSON array text, as AUOMS writes path_* (non-ASCII and control characters as \\u escapes)."""
-    joined = '","'.join(values)
-    plain = joined.count('"') == 2 * (len(values) - 1) and "\\" not in joined  # no quote inside a value
-    if plain and joined.isascii() and joined.isprintable():
-        return f'["{joined}"]'  # the common case, without the json module's overhead
-    return json.dumps(values, separators=(",", ":"))
+def _json_string(value: str) -> str:
+    """A JSON string literal as json.dumps writes it (non-ASCII and control characters as \\u escapes)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # the common case, without the json module's overhead
+    return json.dumps(value)
+
+
+def _json_array(values) -> str:
+    """JSON array text, as AUOMS writes path_* (json.dumps of the list, compact)."""
+    return "[" + ",".join([_json_string(value) for value in values]) + "]"
+
+
+PATH_ARRAYS = ("path_name", "path_nametype", "path_mode", "path_ouid", "path_ogid")
 
 
 def _json_name(raw: str | None) -> str:
@@ -253,11 +259,8 @@ class Merger:
 
 
 def _append_path_arrays(fields: list, names, nametypes, modes, ouids, ogids) -> None:
-    fields.append(("path_name", _json_array(names), BARE))
-    fields.append(("path_nametype", _json_array(nametypes), BARE))
-    fields.append(("path_mode", _json_array(modes), BARE))
-    fields.append(("path_ouid", _json_array(ouids), BARE))
-    fields.append(("path_ogid", _json_array(ogids), BARE))
+    for name, values in zip(PATH_ARRAYS, (names, nametypes, modes, ouids, ogids)):
+        fields.append((name, _json_array(values), BARE))
 
 
 class _NotFast(Exception):
@@ -266,6 +269,7 @@ class _NotFast(Exception):
 
 # names whose values differ in most records (a token cache entry would be used once) and are never interpreted
 _UNIQUE_NAMES = frozenset(("a0", "a1", "a2", "a3", "pid", "ppid", "exit", "inode", "opid"))
+_BARES = (BARE,) * len(PATH_ARRAYS)
 _CACHE_LIMIT = 8192  # entries per cache; a full cache starts again empty (memory stays bounded)
 # The SYSCALL fields between `success=` and `auid=` differ in every event and are written as read, but items. One
 # C-level match checks their names and values (8 startswith calls, a split and a join cost 3x more) and cuts them.
@@ -306,8 +310,7 @@ class FastMerger(Merger):
     the same Interpreter the general path uses.
     """
 
-    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_suffixes", "path_arrays", "execves", "proctitles",
-               "tokens")
+    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_suffixes", "execves", "proctitles", "tokens")
 
     def __init__(self, interpreter: Interpreter):
         super().__init__(interpreter)
@@ -459,16 +462,16 @@ class FastMerger(Merger):
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
         if entries[0][1] is not None:
             parts.append(entries[0][1])
-        bodies = tuple(path.body for path in paths)
-        arrays = self.path_arrays.get(bodies)
-        if arrays is None:
-            fields: list = []
-            _append_path_arrays(fields, *([entry[2][column] for entry in entries] for column in range(5)))
-            arrays = self.path_arrays.put(bodies, (" ".join([render(*field) for field in fields]), tuple(fields)))
-        parts.append(arrays)
+        # each entry holds its path's five JSON array elements, so the arrays are a few joins
+        if len(entries) == 1:
+            arrays = [f"[{element}]" for element in entries[0][2]]
+        else:
+            arrays = ["[" + ",".join(column) + "]" for column in zip(*[entry[2] for entry in entries])]
+        parts.append((f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} path_ouid={arrays[3]} "
+                      f"path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES))))
 
     def _path_entry(self, body: str):
-        """(item number, item 0's (text, triples) or None, (name, nametype, mode, ouid, ogid) for the arrays)."""
+        """(item number, item 0's (text, triples) or None, JSON elements of name, nametype, mode, ouid, ogid)."""
         stripped = body[:-1] if body.endswith(" ") else body
         item, _, rest = stripped.partition(" ")
         if not item.startswith("item=") or not item[5:].isdigit():
@@ -490,6 +493,7 @@ class FastMerger(Merger):
         item0 = (text, triples) if number == 0 else None
         columns = (_json_name(values.get("name")), values.get("nametype", values.get("objtype", "")),
                    values.get("mode", ""), values.get("ouid", ""), values.get("ogid", ""))
+        columns = tuple([_json_string(value) for value in columns])  # JSON array elements
         return self.paths.put(body, (number, item0, columns))
 
     def _execve(self, body: str):

@@ -124,11 +124,28 @@ class OutputRecord:
     per-output edits): the parts then no longer describe it and every format works from `fields`.
     """
 
-    __slots__ = (
-        "code", "type_name", "sec", "msec", "serial", "node", "parts", "_fields", "_fields_set", "merged",
-        "is_syscall", "containerid", "argv", "proctitle_argv", "syscall", "pid", "ppid", "uid", "gid", "exe",
-        "cmdline", "keys", "success", "dropped_records", "extra", "raw_text",
-    )
+    # Defaults at class level: a record is made per event, and most attributes keep their default, so __init__
+    # sets only what every record has (no __slots__, on purpose: 27 slot stores per record cost more).
+    parts: list | None = None
+    _fields: list[tuple[str, str, int]] | None = None
+    _fields_set = False
+    merged: tuple | list = ()  # MergedRecord
+    is_syscall = False  # merged from a syscall event: writes `containerid` last
+    containerid = ""
+    argv: list[str] | None = None  # decoded arguments (AUOMS_EXECVE)
+    proctitle_argv: list[str] | None = None  # decoded PROCTITLE, split at NUL
+    syscall: str | None = None  # syscall name
+    pid: int | None = None
+    ppid: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    exe: str | None = None  # decoded executable path
+    cmdline: str | None = None  # cmdline as written (shell-escaped), or the proctitle text
+    keys: tuple[str, ...] = ()  # audit rule keys
+    success: str | None = None
+    dropped_records = 0
+    extra: dict | None = None  # additions by later stages for the JSON format (e.g. parent process)
+    raw_text: str | None = None  # a pass-through record's text as read (fluent's RecordText)
 
     def __init__(self, code: int, type_name: str, sec: int, msec: int, serial: int, node: str | None):
         self.code = code
@@ -137,26 +154,6 @@ class OutputRecord:
         self.msec = msec
         self.serial = serial
         self.node = node
-        self.parts: list | None = None
-        self._fields: list[tuple[str, str, int]] | None = None
-        self._fields_set = False
-        self.merged: list[MergedRecord] = []
-        self.is_syscall = False  # merged from a syscall event: writes `containerid` last
-        self.containerid = ""
-        self.argv: list[str] | None = None  # decoded arguments (AUOMS_EXECVE)
-        self.proctitle_argv: list[str] | None = None  # decoded PROCTITLE, split at NUL
-        self.syscall: str | None = None  # syscall name
-        self.pid: int | None = None
-        self.ppid: int | None = None
-        self.uid: int | None = None
-        self.gid: int | None = None
-        self.exe: str | None = None  # decoded executable path
-        self.cmdline: str | None = None  # cmdline as written (shell-escaped), or the proctitle text
-        self.keys: tuple[str, ...] = ()  # audit rule keys
-        self.success: str | None = None
-        self.dropped_records = 0
-        self.extra: dict | None = None  # additions by later stages for the JSON format (e.g. parent process)
-        self.raw_text: str | None = None  # a pass-through record's text as read (fluent's RecordText)
 
     @property
     def fields(self) -> list[tuple[str, str, int]]:
