@@ -70,13 +70,17 @@ class Pipeline:
         assembler = self.assembler
         add = assembler.add
         log_time = self.log_time
+        if log_time:
+            now = self._clock
+        last_key = None
         next_expiry = self._next_expiry
         for index, item in enumerate(items):
             try:
                 record = parse(item)
-                if log_time:
+                if log_time and record.key != last_key:
                     # the log's clock, to the second: enough to flush events idle for a second or more
-                    seconds = record.key.partition(".")[0]
+                    last_key = record.key
+                    seconds = last_key.partition(".")[0]
                     if seconds != self._clock_text:
                         self._clock_text = seconds
                         if seconds.isdigit() and int(seconds) > self._clock:

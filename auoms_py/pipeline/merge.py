@@ -246,16 +246,14 @@ class Merger:
             out.cmdline = text
 
     def _others(self, out: OutputRecord, others: list, arch_raw: str | None) -> None:
-        if not others:
-            return
-        add = self.interpreter.add_fields
+        if others:
+            interpret = self._merged_fields
+            out.merged = [MergedRecord(record.type_name, record, interpret, arch_raw) for record in others]
 
-        def interpret_merged(record, arch_raw=arch_raw):
-            merged_fields: list = []
-            add(merged_fields, record.code, record.fields(), arch_raw, renamed=False)
-            return merged_fields
-
-        out.merged = [MergedRecord(record.type_name, record, interpret_merged) for record in others]
+    def _merged_fields(self, record, arch_raw: str | None) -> list:
+        fields: list = []
+        self.interpreter.add_fields(fields, record.code, record.fields(), arch_raw, renamed=False)
+        return fields
 
 
 def _append_path_arrays(fields: list, names, nametypes, modes, ouids, ogids) -> None:

@@ -87,23 +87,24 @@ class MergedRecord:
     (BPRM_FCAPS, on every exec by root, in the MSTIC output) never pays for them.
     """
 
-    __slots__ = ("type_name", "record", "_interpret", "_fields")
+    __slots__ = ("type_name", "record", "arch", "_interpret", "_fields")
 
-    def __init__(self, type_name: str, record: Record, interpret):
+    def __init__(self, type_name: str, record: Record, interpret, arch: str | None = None):
         self.type_name = type_name
         self.record = record
-        self._interpret = interpret  # record -> list of (name, value, style)
+        self.arch = arch  # the event's raw arch (syscall names, sockaddr byte order)
+        self._interpret = interpret  # (record, arch) -> list of (name, value, style)
         self._fields = None
 
     @property
     def fields(self) -> list[tuple[str, str, int]]:
         if self._fields is None:
-            self._fields = self._interpret(self.record)
+            self._fields = self._interpret(self.record, self.arch)
         return self._fields
 
     def with_fields(self, fields: list[tuple[str, str, int]]) -> MergedRecord:
         """A copy with other fields (per-output field drops)."""
-        copy = MergedRecord(self.type_name, self.record, self._interpret)
+        copy = MergedRecord(self.type_name, self.record, self._interpret, self.arch)
         copy._fields = fields
         return copy
 

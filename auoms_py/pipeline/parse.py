@@ -37,25 +37,24 @@ def record_type_code(name: str) -> int:
     return 0
 
 
-def parse_line(line: str) -> Record:
+def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=Record) -> Record:
     """Parse one line of auditd log / plugin / saved netlink text. Raises MalformedRecord.
 
-    The event id is kept as logged (`SEC.MSEC:SERIAL`); the assembler checks it once per event."""
-    if ENRICHED_SEPARATOR in line:
-        line = line[:line.index(ENRICHED_SEPARATOR)]  # auditd's ENRICHED tail: interpretations we redo ourselves
+    The event id is kept as logged (`SEC.MSEC:SERIAL`); the assembler checks it once per event.
+    (The default arguments bind module globals as locals: this runs for every line.)"""
+    if "\x1d" in line:
+        line = line[:line.index("\x1d")]  # auditd's ENRICHED tail: interpretations we redo ourselves
     # the common shape, in a few C-level string operations: type=NAME msg=audit(ID): body
     head, sep, body = line.partition("): ")
-    if sep and head.startswith("type="):
+    if sep and head[:5] == "type=":
         space = head.find(" ", 5)
-        if head.startswith("msg=audit(", space + 1):
+        if head[space + 1:space + 11] == "msg=audit(":
             type_name = head[5:space]
-            code = RECORD_TYPE_CODES.get(type_name)
+            code = _codes.get(type_name)
             if code is not None:
-                if body[:1] == " ":
-                    body = body.lstrip(" ")
-                if body[-1:] == "\n":
-                    body = body.rstrip("\r\n")
-                return _new_record(Record, (code, type_name, None, head[space + 11:], body))
+                if body[:1] == " " or body[-1:] == "\n":
+                    body = body.lstrip(" ").rstrip("\r\n")
+                return _new(_record, (code, type_name, None, head[space + 11:], body))
     return _parse_any(line.rstrip("\r\n"))
 
 
