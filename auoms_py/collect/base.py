@@ -67,34 +67,22 @@ class Collector:
         return not self.finished
 
     def feed_lines(self, lines, pipe, now: float) -> list:
-        """Feed text lines (bytes, without their newline) to the pipeline; empty lines are skipped."""
-        out: list = []
-        feed = pipe.feed_line
-        counters = self.counters
-        for raw in lines:
-            if not raw:
-                continue
-            counters["records"] += 1
-            counters["bytes"] += len(raw)
-            text = raw.decode("latin-1")
-            try:
-                events = feed(text, now)
-            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the agent
-                self.feed_failed(exc, text)
-                continue
-            if events:
-                out.extend(events)
-        return out
+        """Feed text lines (bytes, without their newline) to the pipeline in one batch; empty lines are skipped.
+        (The pipeline counts and skips what it cannot take: malformed lines, internal errors.)"""
+        texts = [raw.decode("latin-1") for raw in lines if raw]
+        self.counters["records"] += len(texts)
+        self.counters["bytes"] += sum(map(len, texts))
+        return pipe.feed_lines(texts, now)
 
     def note_malformed(self, pipe) -> None:
-        """Take the pipeline's malformed count as ours (the agent gives each collector a pipeline of its own)."""
+        """Take the pipeline's malformed count as ours (the agent gives each collector a pipeline of its own), and
+        log the first records it could not take."""
         counters = getattr(pipe, "counters", None)
-        if counters:
-            self.counters["malformed"] = counters.get("malformed", 0) + self._failures_logged
-
-    def feed_failed(self, exc: Exception, text: str) -> None:
-        """A record the pipeline choked on: count it as malformed, log the first ones, carry on."""
-        self._failures_logged += 1
-        self.counters["malformed"] += 1
-        if self._failures_logged <= 10:
-            log.error("%s: record not processed (%s: %s): %.300r", self.describe(), type(exc).__name__, exc, text)
+        if not counters:
+            return
+        self.counters["malformed"] = counters.get("malformed", 0)
+        samples = getattr(pipe, "malformed_samples", ())
+        while self._failures_logged < len(samples):
+            reason, text = samples[self._failures_logged]
+            self._failures_logged += 1
+            log.warning("%s: record not processed (%s): %.300r", self.describe(), reason, text)

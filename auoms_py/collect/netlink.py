@@ -69,21 +69,12 @@ class KernelReader(Collector):
         return self.nl.fileno() if self.nl is not None else None
 
     def read(self, pipe, now: float) -> list:
-        out: list = []
-        feed = pipe.feed_netlink
         counters = self.counters
         records = self._recv_batch(MAX_RECORDS_PER_READ)
         self.has_more = len(records) >= MAX_RECORDS_PER_READ
-        for code, text in records:
-            counters["records"] += 1
-            counters["bytes"] += len(text)
-            try:
-                events = feed(code, text, now)
-            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the agent
-                self.feed_failed(exc, text)
-                continue
-            if events:
-                out.extend(events)
+        counters["records"] += len(records)
+        counters["bytes"] += sum([len(text) for _code, text in records])
+        out = pipe.feed_netlink_records(records, now)
         if self.nl.enobufs != self._enobufs_seen:
             new = self.nl.enobufs - self._enobufs_seen
             self._enobufs_seen = self.nl.enobufs
@@ -145,7 +136,6 @@ class KernelReader(Collector):
     def _drain(self, pipe, now: float, quiet: float = 0.05, limit: float = 2.0) -> list:
         """Read what is still queued for us until `quiet` seconds pass without a record."""
         out: list = []
-        feed = pipe.feed_netlink
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             try:
@@ -155,13 +145,9 @@ class KernelReader(Collector):
             if first is None:
                 break
             records = [first] + self._recv_batch(MAX_RECORDS_PER_READ)
-            for code, text in records:
-                self.counters["records"] += 1
-                self.counters["bytes"] += len(text)
-                try:
-                    out.extend(feed(code, text, now) or ())
-                except Exception as exc:  # noqa: BLE001
-                    self.feed_failed(exc, text)
+            self.counters["records"] += len(records)
+            self.counters["bytes"] += sum([len(text) for _code, text in records])
+            out += pipe.feed_netlink_records(records, now)
         return out
 
 

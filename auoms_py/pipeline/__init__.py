@@ -40,6 +40,7 @@ class Pipeline:
         self._clock_text = ""
         self._next_expiry = 0.0
         self._malformed_count = 0
+        self.internal_errors = 0  # records or events an unexpected exception stopped (counted as malformed too)
         self._events_count = 0
         self._event_records = 0
         self._output_records = 0
@@ -91,10 +92,13 @@ class Pipeline:
                     next_expiry = now + assembler.flush_timeout / 4
                     completed += assembler.expire(now)
                 events = add(record, now)
-            except MalformedRecord as exc:
-                self._malformed(str(exc), item if isinstance(item, str) else " ".join(map(str, item)))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the others
+                reason = str(exc) if isinstance(exc, MalformedRecord) else f"internal error {type(exc).__name__}: {exc}"
+                if not isinstance(exc, MalformedRecord):
+                    self.internal_errors += 1
+                self._malformed(reason, item if isinstance(item, str) else " ".join(map(str, item)))
                 if on_malformed is not None:
-                    on_malformed(index, str(exc))
+                    on_malformed(index, reason)
                 continue
             if events:
                 completed += events
@@ -115,7 +119,14 @@ class Pipeline:
 
     def _events(self, events: list[Event]) -> list[list[OutputRecord]]:
         event_records = self.merger.event_records
-        out = [event_records(event) for event in events]
+        out = []
+        for event in events:
+            try:
+                out.append(event_records(event))
+            except Exception as exc:  # noqa: BLE001 - a bug met by one event must not lose the others
+                self.internal_errors += 1
+                self._malformed(f"internal error {type(exc).__name__}: {exc}",
+                                " | ".join(f"{r.type_name} {r.body}" for r in event.records)[:2000])
         self._events_count += len(events)
         self._event_records += sum([len(event.records) for event in events])
         self._output_records += sum([len(records) for records in out])

@@ -117,3 +117,21 @@ def test_log_without_eoe_gives_one_event_per_event_id():
     ids = {line.split("audit(", 1)[1].split(")", 1)[0] for line in lines if "audit(" in line}
     events = run_lines(lines)
     assert sorted(f"{e[0].sec}.{e[0].msec:03d}:{e[0].serial}" for e in events) == sorted(ids)
+
+
+def test_an_internal_error_on_one_event_loses_only_that_event(monkeypatch):
+    """A bug met by one event (here: the merge stage raising) is counted and reported; the others come out."""
+    pipeline = Pipeline(None)
+    original = pipeline.merger.event_records
+
+    def fragile(event):
+        if event.serial == 2:
+            raise KeyError("boom")
+        return original(event)
+
+    monkeypatch.setattr(pipeline.merger, "event_records", fragile)
+    lines = [f"type=USER_LOGIN msg=audit(1.001:{serial}): pid=1 uid=0 res=success" for serial in (1, 2, 3)]
+    events = pipeline.feed_lines(lines)
+    assert [records[0].serial for records in events] == [1, 3]
+    assert pipeline.internal_errors == 1 and pipeline.counters["malformed"] == 1
+    assert "internal error KeyError" in pipeline.malformed_samples[0][0]
