@@ -40,6 +40,7 @@ from typing import Iterator
 
 import pytest
 
+from auoms_py.collect.netlink import process_alive
 from auoms_py.kernel.netlink import AuditNetlink, AuditNetlinkError
 from auoms_py.kernel.ruledata import RuleData
 
@@ -79,16 +80,6 @@ def unique_key(label: str = "t") -> str:
 
 # ---- status lease (cross-process) ---------------------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -104,7 +95,7 @@ def _live_leases() -> list[Path]:
     live = []
     for lease in STATE_DIR.glob("lease-*"):
         pid = int(lease.name.split("-")[1])
-        if _alive(pid):
+        if process_alive(pid):
             live.append(lease)
         else:
             lease.unlink(missing_ok=True)
@@ -174,7 +165,7 @@ def registered_daemon(nl: AuditNetlink, wait: float = 60.0) -> Iterator[AuditNet
     deadline = time.monotonic() + wait
     while True:
         holder = nl.get_status().pid
-        if holder in (0, os.getpid()) or not _alive(holder):
+        if holder in (0, os.getpid()) or not process_alive(holder):
             try:
                 nl.register()
                 break
