@@ -180,8 +180,14 @@ class Link:
     def confirmed(self, timeout: float) -> int:
         raise NotImplementedError
 
+    sock = None  # the connection's socket, for the links that have one
+
     def close(self) -> None:
-        pass
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
 
 
 class DeliveryOutput(Output):
@@ -542,9 +548,3 @@ class StreamLink(Link):
             if self.done >= self.count or now >= deadline:
                 return self.done
             time.sleep(min(0.01, max(0.0, deadline - now)))
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass

@@ -110,12 +110,6 @@ class ForwardLink(Link):
             else:
                 log.warning("forward: unexpected answer from the receiver ignored: %.200r", answer)
 
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
 
 class ForwardOutput(DeliveryOutput):
     kind = "forward"

@@ -97,12 +97,6 @@ class OmsAckLink(Link):
         while order and self._sent_ids.get(order[0], 0) <= self.done:
             del self._sent_ids[order.popleft()]
 
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
 
 class OmsOutput(DeliveryOutput):
     kind = "oms"

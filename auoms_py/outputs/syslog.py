@@ -231,9 +231,6 @@ class DatagramLink(Link):
     def confirmed(self, timeout: float) -> int:
         return self.count
 
-    def close(self) -> None:
-        self.sock.close()
-
 
 def _unix_link(path: str, timeout: float, sndbuf: int) -> Link:
     """syslog's /dev/log is a datagram socket; when the path is a stream socket, glibc ends each message with NUL."""

@@ -104,7 +104,19 @@ class ProcConnector:
                 ready, _, _ = select.select([sock], [], [], 0.5)
                 if not ready:
                     continue
-                data = sock.recv(65536)
+                # An exec storm brings three notifications per process (fork, exec, exit), one datagram each:
+                # take all that are queued per wake-up instead of one select per datagram.
+                datagrams = [sock.recv(65536)]
+                while len(datagrams) < 256:
+                    try:
+                        datagrams.append(sock.recv(65536, socket.MSG_DONTWAIT))
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno != 105:
+                            raise
+                        self.counters["overruns"] += 1  # keep what was read before the kernel's overrun
+                        break
             except OSError as exc:
                 if self._stop.is_set():
                     return
@@ -113,13 +125,15 @@ class ProcConnector:
                     continue
                 log.warning("process connector stopped: %s", exc)
                 return
-            for kind, pid, ppid in parse(data):
-                if kind == "fork":
-                    self.counters["forks"] += 1
-                    tree.note_fork(pid, ppid)
-                else:
-                    self.counters["exits"] += 1
-                    tree.note_exit(pid)
+            counters = self.counters
+            for data in datagrams:
+                for kind, pid, ppid in parse(data):
+                    if kind == "fork":
+                        counters["forks"] += 1
+                        tree.note_fork(pid, ppid)
+                    else:
+                        counters["exits"] += 1
+                        tree.note_exit(pid)
 
     def stop(self) -> None:
         self._stop.set()

@@ -156,6 +156,13 @@ def _quote_ends_word(line: str, start: int) -> bool:
     return end == len(line) - 1 or line[end + 1] in " \t"
 
 
+def _value_index(words: list[str], i: int, option: str) -> int:
+    """The index of the word after words[i], which holds the option's value."""
+    if i + 1 >= len(words):
+        raise RuleError(f"option {option} needs a value")
+    return i + 1
+
+
 def _options(words: list[str]) -> list[tuple[str, str | None]]:
     """getopt_long over one line's words: [(option, argument)]. A stray word is an error."""
     out: list[tuple[str, str | None]] = []
@@ -168,9 +175,7 @@ def _options(words: list[str]) -> list[tuple[str, str | None]]:
                 raise RuleError(f"unknown option --{name}")
             if _LONG[name]:
                 if not eq:
-                    i += 1
-                    if i >= len(words):
-                        raise RuleError(f"option --{name} needs a value")
+                    i = _value_index(words, i, f"--{name}")
                     arg = words[i]
                 out.append((name, arg))
             else:
@@ -186,9 +191,7 @@ def _options(words: list[str]) -> list[tuple[str, str | None]]:
                 if _SHORT[c]:
                     arg = word[j + 1:]
                     if not arg:
-                        i += 1
-                        if i >= len(words):
-                            raise RuleError(f"option -{c} needs a value")
+                        i = _value_index(words, i, f"-{c}")
                         arg = words[i]
                     out.append((c, arg))
                     break
