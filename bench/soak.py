@@ -14,7 +14,7 @@ end of the warm-up and at the end, the growth between them, the least-squares sl
 hour), peak RSS, mean CPU %, execs vs AUOMS_EXECVE lines received. Results: bench/out/soak-<time>/ (samples.csv,
 results.json, agent.log). Root only; the kernel is left as found (tests/audit_kernel.py's lease and keyed rule).
 
-`soak()` is also what the short CI version (tests/service/test_soak.py) runs.
+`soak()` is also what the short CI version (tests/service/test_service_kernel.py, test_short_soak_rss_stays_flat_after_warm_up) runs.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -265,6 +266,12 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("needs root (kernel audit)")
     workdir = OUT / f"soak-{int(time.time())}"
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")  # unwinds through soak()'s cleanup: agent stopped, rule deleted
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # a shell starting us in the background may have set it to ignore
 
     def progress(s: dict) -> None:
         print(f"{s['t']:8.0f} s  rss {s['rss_kib'] / 1024:7.1f} MiB  cpu {s['cpu_s']:8.1f} s  received "

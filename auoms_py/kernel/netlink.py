@@ -72,6 +72,7 @@ AUDIT_STATUS_LOST = 0x0040
 
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_NLMSG_TYPE = struct.Struct("=H")  # nlmsg_type, at offset 4 of the header
 _STATUS = struct.Struct("=11I")  # struct audit_status, 11 x __u32 (kernel >= 5.9; older kernels send 10)
 _RECV_SIZE = 1 << 16  # larger than any audit record (MAX_AUDIT_MESSAGE_LENGTH 8970) or reply
 _REQUEST_NAMES = {AUDIT_GET: "AUDIT_GET", AUDIT_SET: "AUDIT_SET", AUDIT_ADD_RULE: "AUDIT_ADD_RULE",
@@ -317,11 +318,23 @@ class AuditNetlink:
         while queued and len(out) < limit:
             msg_type, body = queued.popleft()
             out.append((msg_type, _record_text(body)))
+        recv = self._sock.recv
+        message_type = _NLMSG_TYPE.unpack_from
         while len(out) < limit:
-            messages = self._read_datagram()
-            if not messages:
-                break  # nothing more (or an overflow, counted in enobufs: the caller's next poll comes back)
-            for rtype, _flags, _seq, body in messages:
+            try:
+                data = recv(_RECV_SIZE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.enobufs += 1  # the kernel dropped records for us; the caller's next poll comes back
+                break
+            if len(data) >= _NLMSGHDR.size and message_type(data, 4)[0] >= AUDIT_FIRST_USER_MSG:
+                # the usual datagram: one record, whose length is the datagram's (see _split_datagram)
+                out.append((message_type(data, 4)[0], data[_NLMSGHDR.size:].rstrip(b"\0\n").decode("latin-1")))
+                continue
+            for rtype, _flags, _seq, body in _split_datagram(data):
                 if _is_record(rtype):
                     out.append((rtype, _record_text(body)))
         self.records_received += len(out)
@@ -342,24 +355,26 @@ class AuditNetlink:
                 self.enobufs += 1  # the kernel dropped records for us; the socket keeps working
                 return []
             raise
-        data = bytes(self._buf[:size])
-        out = []
-        offset = 0
-        while offset + _NLMSGHDR.size <= size:
-            length, msg_type, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if _is_record(msg_type):
-                # one record per datagram, and nlmsg_len may count the payload only: take the datagram's rest
-                out.append((msg_type, flags, seq, data[offset + _NLMSGHDR.size:]))
-                break
-            if length < _NLMSGHDR.size:
-                break
-            out.append((msg_type, flags, seq, data[offset + _NLMSGHDR.size:offset + length]))
-            offset += (length + 3) & ~3
-        return out
+        return _split_datagram(bytes(self._buf[:size]))
+
+
+def _split_datagram(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """One datagram's (type, flags, seq, payload) messages."""
+    out = []
+    offset = 0
+    size = len(data)
+    while offset + _NLMSGHDR.size <= size:
+        length, msg_type, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if _is_record(msg_type):
+            # one record per datagram, and nlmsg_len may count the payload only: take the datagram's rest
+            out.append((msg_type, flags, seq, data[offset + _NLMSGHDR.size:]))
+            break
+        if length < _NLMSGHDR.size:
+            break
+        out.append((msg_type, flags, seq, data[offset + _NLMSGHDR.size:offset + length]))
+        offset += (length + 3) & ~3
+    return out
 
 
 def _record_text(body: bytes) -> str:
-    end = len(body)
-    while end and body[end - 1] in (0, 10):  # some producers NUL- or newline-terminate
-        end -= 1
-    return body[:end].decode("latin-1")
+    return body.rstrip(b"\0\n").decode("latin-1")  # some producers NUL- or newline-terminate

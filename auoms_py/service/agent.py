@@ -58,6 +58,8 @@ log = logging.getLogger("auoms_py.agent")
 
 PERIODIC_EVERY = 0.5  # seconds between collector housekeeping calls
 HEALTH_EVERY = 1.0  # seconds between health evaluations (status changes are reported within this)
+GATHER_SECONDS = 0.005  # after a read of fewer than GATHER_RECORDS records, wait this long before the next one
+GATHER_RECORDS = 64
 LOSS_RECENT = 300.0  # seconds a loss keeps the agent `degraded`
 
 
@@ -348,10 +350,15 @@ class Agent:
                     input_ready = True
             now = time.monotonic()
             events = None
+            gather = False
             if not paused and (input_ready or collector.has_more or (fd is None and now >= next_read)):
+                records_before = collector.counters["records"]
                 events = collector.read(pipe, now)
                 if fd is None:
                     next_read = now + collector.poll_interval
+                # a trickle (an exec storm's records come a few at a time) would cost a whole turn of this loop,
+                # output flushes included, per few records: let them gather for a moment before the next read
+                gather = input_ready and collector.counters["records"] - records_before < GATHER_RECORDS
             if now >= next_tick:
                 ticked = pipe.tick(now)
                 if ticked:
@@ -403,6 +410,8 @@ class Agent:
             if collector.finished and not collector.has_more:
                 log.info("%s: input ended", collector.describe())
                 break
+            if gather and self._stop_signal is None:
+                time.sleep(GATHER_SECONDS)
 
     # ---- health, self-report events, control socket -------------------------------------------------------------
 

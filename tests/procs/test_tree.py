@@ -188,3 +188,32 @@ def test_process_connector_links_a_fork_to_its_parent():
         assert tree.counters["forks"] >= 2
     finally:
         connector.stop()
+
+
+def test_the_connector_asks_kernels_from_6_6_for_fork_and_exit_only():
+    from auoms_py.procs.connector import kernel_filters_events
+    assert kernel_filters_events("6.6.0") and kernel_filters_events("6.18.44-fc-v1045")
+    assert not kernel_filters_events("6.5.13-arch1") and not kernel_filters_events("5.15.0-1057-azure")
+    assert not kernel_filters_events("4.19") and not kernel_filters_events("weird")
+
+
+def test_process_connector_gets_no_exec_notifications_where_the_kernel_filters():
+    """On this kernel (6.18) the listener's filter holds: an exec storm costs the connector thread forks and
+    exits only (one datagram each), not execs, comm and id changes as well."""
+    from auoms_py.procs.connector import kernel_filters_events
+    if not kernel_filters_events():
+        pytest.skip("kernel before 6.6: no per-listener filter")
+    tree = ProcessTree(read_proc=True)
+    connector = ProcConnector(tree)
+    if not connector.start():
+        pytest.skip("no process connector here (needs root and CONFIG_PROC_EVENTS)")
+    try:
+        for _ in range(20):
+            subprocess.run(["/bin/true"], check=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and connector.counters["exits"] < 20:
+            time.sleep(0.05)
+        assert connector.counters["forks"] >= 20 and connector.counters["exits"] >= 20
+        assert connector.counters["other"] == 0
+    finally:
+        connector.stop()
