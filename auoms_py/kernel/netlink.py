@@ -330,9 +330,10 @@ class AuditNetlink:
                     raise
                 self.enobufs += 1  # the kernel dropped records for us; the caller's next poll comes back
                 break
-            if len(data) >= _NLMSGHDR.size and message_type(data, 4)[0] >= AUDIT_FIRST_USER_MSG:
+            rtype = message_type(data, 4)[0] if len(data) >= _NLMSGHDR.size else 0
+            if rtype >= AUDIT_FIRST_USER_MSG:
                 # the usual datagram: one record, whose length is the datagram's (see _split_datagram)
-                out.append((message_type(data, 4)[0], data[_NLMSGHDR.size:].rstrip(b"\0\n").decode("latin-1")))
+                out.append((rtype, data[_NLMSGHDR.size:].rstrip(b"\0\n").decode("latin-1")))
                 continue
             for rtype, _flags, _seq, body in _split_datagram(data):
                 if _is_record(rtype):

@@ -11,6 +11,7 @@ only events whose pid equals its thread group id count.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -117,7 +118,7 @@ class ProcConnector:
                 ready, _, _ = select.select([sock], [], [], 0.5)
                 if not ready:
                     continue
-                # An exec storm brings three notifications per process (fork, exec, exit), one datagram each:
+                # An exec storm brings a fork and an exit per process (more before 6.6), one datagram each:
                 # take all that are queued per wake-up instead of one select per datagram.
                 datagrams = [sock.recv(65536)]
                 while len(datagrams) < 256:
@@ -126,14 +127,14 @@ class ProcConnector:
                     except BlockingIOError:
                         break
                     except OSError as exc:
-                        if exc.errno != 105:
+                        if exc.errno != errno.ENOBUFS:
                             raise
                         self.counters["overruns"] += 1  # keep what was read before the kernel's overrun
                         break
             except OSError as exc:
                 if self._stop.is_set():
                     return
-                if exc.errno == 105:  # ENOBUFS: the kernel dropped notifications; the tree copes via /proc
+                if exc.errno == errno.ENOBUFS:  # the kernel dropped notifications; the tree copes via /proc
                     self.counters["overruns"] += 1
                     continue
                 log.warning("process connector stopped: %s", exc)
