@@ -16,6 +16,8 @@ from watchdog.events import (EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED, EVENT_TYPE_D
                              EVENT_TYPE_MOVED, FileSystemEventHandler)
 from watchdog.observers import Observer
 
+from auoms_py.fswatch import watch_changes
+
 log = logging.getLogger("auoms_py.filters")
 
 
@@ -57,7 +59,7 @@ class FileWatcher:
         handler = _Handler(self)
         for directory in sorted({os.path.dirname(p) for p in self.paths}):
             if os.path.isdir(directory):
-                observer.schedule(handler, directory, recursive=False)
+                watch_changes(observer, handler, directory)
         observer.daemon = True
         observer.start()
         self._observer = observer

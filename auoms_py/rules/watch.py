@@ -24,6 +24,7 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from auoms_py.fswatch import watch_changes
 from auoms_py.rules.sync import RulesSync, SyncReport
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class RulesWatcher:
             return
         self._disarm()
         observer = Observer()
-        observer.schedule(_Handler(self), str(target), recursive=False)
+        watch_changes(observer, _Handler(self), str(target))
         observer.daemon = True
         observer.start()
         self._observer, self._watched = observer, target

@@ -66,3 +66,41 @@ def test_a_user_created_later_enables_the_filter_naming_it(tmp_path):
         assert not filters.process(history.syscall(20, 1, "/opt/agent", "openat", uid=998))
     finally:
         filters.close()
+
+
+def _inotify_masks() -> dict[int, int]:
+    """{watched inode: inotify mask} of this process's inotify watches (from /proc/self/fdinfo)."""
+    masks = {}
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            text = open(f"/proc/self/fdinfo/{fd}").read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("inotify wd:"):
+                fields = dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
+                masks[int(fields["ino"], 16)] = int(fields["mask"], 16)
+    return masks
+
+
+def test_watched_directories_report_changes_only_not_opens_and_reads(tmp_path):
+    """The filter watcher follows /etc/passwd through /etc, where every program start opens /etc/ld.so.cache:
+    the kernel must not wake the agent for opens, reads and closes without writing."""
+    from auoms_py.filters.watch import FileWatcher
+    from auoms_py.rules.sync import RulesSync
+    from auoms_py.rules.watch import RulesWatcher
+    (tmp_path / "rules.d").mkdir()
+    watcher = FileWatcher([str(tmp_path / "filters.yaml")], lambda: None)
+    rules = RulesWatcher(RulesSync(str(tmp_path / "rules.d"), "t", netlink=None), recheck_interval=3600)
+    watcher.start()
+    rules._arm()
+    try:
+        masks = _inotify_masks()
+        for directory in (tmp_path, tmp_path / "rules.d"):
+            mask = masks[os.stat(directory).st_ino]
+            assert mask & 0x002 and mask & 0x008 and mask & 0x100 and mask & 0x200  # modify, close-write, create, delete
+            assert mask & (0x040 | 0x080) == 0x040 | 0x080  # renames
+            assert mask & (0x001 | 0x010 | 0x020) == 0, hex(mask)  # access, close-nowrite, open
+    finally:
+        watcher.stop()
+        rules._disarm()
