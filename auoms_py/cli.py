@@ -38,12 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    # The pipeline allocates many short-lived tuples and lists that reference counting frees; the cyclic
-    # collector's default trigger (every 700 allocations) then only costs time (6 % of replay's instructions,
-    # measured with callgrind). Collect less often, and never scan what the imports left behind.
+def tune_gc() -> None:
+    """The pipeline allocates many short-lived tuples and lists that reference counting frees; the cyclic
+    collector's default trigger (every 700 allocations) then only costs time (6 % of replay's instructions,
+    measured with callgrind). Collect less often, and never scan what the imports left behind."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    tune_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

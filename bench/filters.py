@@ -73,6 +73,9 @@ def main() -> int:
 
     from auoms_py.pipeline import Pipeline, UserDB
 
+    from auoms_py.cli import tune_gc
+
+    tune_gc()  # as `auoms-py run` and `replay` do: the default collector would charge its scans to the tree
     logging.disable(logging.WARNING)  # the shipped file's omsagent filters are disabled here: said once per load
     corpus = _corpus(args.events, args.seed)
     lines = corpus.read_bytes().decode("latin-1").splitlines()

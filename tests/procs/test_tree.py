@@ -217,3 +217,22 @@ def test_process_connector_gets_no_exec_notifications_where_the_kernel_filters()
         assert connector.counters["other"] == 0
     finally:
         connector.stop()
+
+
+def test_over_the_bound_exited_processes_go_before_running_ones():
+    h = History()
+    tree = ProcessTree(exit_grace=3600, check_interval=3600, max_processes=100)
+    for pid in range(2000, 2060):  # running, seen first (the longest unseen)
+        observe(tree, h.execve(pid, 1, "/bin/daemon"))
+    h.sec += 1
+    for pid in range(3000, 3030):  # seen later, but exited
+        observe(tree, h.execve(pid, 1, "/bin/short"))
+        observe(tree, h.syscall(pid, 1, "/bin/short", "exit_group"))
+    h.sec += 1
+    for pid in range(4000, 4020):  # running, newest: over the bound now
+        observe(tree, h.execve(pid, 1, "/bin/new"))
+    tree.check_bound()
+    evicted = tree.counters["evicted"]
+    assert 0 < evicted < 30 and len(tree) <= 100  # one eviction, down to 75 % of the bound, all from the exited
+    assert sum(tree.get(pid) is None for pid in range(3000, 3030)) == evicted
+    assert all(tree.get(pid) is not None for pid in [*range(2000, 2060), *range(4000, 4020)])
