@@ -14,7 +14,8 @@ end of the warm-up and at the end, the growth between them, the least-squares sl
 hour), peak RSS, mean CPU %, execs vs AUOMS_EXECVE lines received. Results: bench/out/soak-<time>/ (samples.csv,
 results.json, agent.log). Root only; the kernel is left as found (tests/audit_kernel.py's lease and keyed rule).
 
-`soak()` is also what the short CI version (tests/service/test_service_kernel.py, test_short_soak_rss_stays_flat_after_warm_up) runs.
+`soak()` is also what the short CI version runs (tests/service/test_service_kernel.py,
+test_short_soak_rss_stays_flat_after_warm_up).
 """
 from __future__ import annotations
 
@@ -192,15 +193,18 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
             generator.stdin.flush()
             start = time.monotonic()
             cpu0 = proc_sample(agent.pid)[1]
+
+            def take_sample(elapsed: float) -> dict:
+                rss, cpu = proc_sample(agent.pid)
+                return {"t": round(elapsed, 1), "rss_kib": rss, "cpu_s": round(cpu - cpu0, 2),
+                        "received": receiver.execs, **agent_counts(workdir)}
             next_sample = start
             while generator.poll() is None:
                 now = time.monotonic()
                 if now >= next_sample:
                     if agent.poll() is not None:
                         raise RuntimeError(f"agent died during the soak:\n{log_path.read_text()[-3000:]}")
-                    rss, cpu = proc_sample(agent.pid)
-                    samples.append({"t": round(now - start, 1), "rss_kib": rss, "cpu_s": round(cpu - cpu0, 2),
-                                    "received": receiver.execs, **agent_counts(workdir)})
+                    samples.append(take_sample(now - start))
                     if progress:
                         progress(samples[-1])
                     next_sample += sample
@@ -211,9 +215,7 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
             settle = time.monotonic() + 60
             while receiver.execs < execs and time.monotonic() < settle:
                 time.sleep(0.5)
-            rss, cpu = proc_sample(agent.pid)
-            samples.append({"t": round(time.monotonic() - start, 1), "rss_kib": rss, "cpu_s": round(cpu - cpu0, 2),
-                            "received": receiver.execs, **agent_counts(workdir)})
+            samples.append(take_sample(time.monotonic() - start))
         finally:
             if generator is not None and generator.poll() is None:
                 generator.kill()
@@ -245,6 +247,9 @@ def soak(workdir: Path, *, seconds: float, rate: float, warmup: float, sample: f
         "rss_growth_after_warmup_mib": round((end["rss_kib"] - at_warmup["rss_kib"]) / 1024, 2),
         "rss_max_after_warmup_mib": round(max(s["rss_kib"] for s in after or samples) / 1024, 1),
         "rss_slope_mib_per_h": round(slope_per_hour([(s["t"], s["rss_kib"] / 1024) for s in after]), 2),
+        # settling (tree, caches, allocator arenas) shows in the first half; a leak keeps the second half rising
+        "rss_slope_second_half_mib_per_h": round(slope_per_hour(
+            [(s["t"], s["rss_kib"] / 1024) for s in after if s["t"] >= (warmup + end["t"]) / 2]), 2),
         "cpu_percent_mean": round(100 * end["cpu_s"] / max(end["t"], 1e-9), 1),
         "cpu_percent_after_warmup": round(100 * cpu_after, 1),
         "records": end["records"], "other_records": max(0, end["records"] - 8 * execs),
@@ -280,12 +285,12 @@ def main() -> int:
     r = soak(workdir, seconds=args.seconds, rate=args.rate, warmup=args.warmup, sample=args.sample,
              input_type=args.input, progress=progress)
     print(f"\nsoak: {r['seconds']:g} s at {r['rate']:g} execs/s ({r['input']}), {r['machine']}; results in {workdir}")
-    print("| execs | received | RSS start | RSS after warm-up | RSS end | growth after warm-up | slope | peak RSS "
-          "| CPU mean |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| execs | received | RSS start | RSS after warm-up | RSS end | growth after warm-up | slope "
+          "| slope, second half | peak RSS | CPU mean |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {r['execs']:,} | {r['received']:,} | {r['rss_start_mib']} MiB | {r['rss_at_warmup_mib']} MiB | "
           f"{r['rss_end_mib']} MiB | {r['rss_growth_after_warmup_mib']:+} MiB | {r['rss_slope_mib_per_h']:+} MiB/h | "
-          f"{r['rss_peak_mib']} MiB | {r['cpu_percent_mean']} % |")
+          f"{r['rss_slope_second_half_mib_per_h']:+} MiB/h | {r['rss_peak_mib']} MiB | {r['cpu_percent_mean']} % |")
     print(f"self-metric events received: AUOMS_METRIC {r['metric_events']}, AUOMS_STATUS {r['status_events']}; "
           f"records read {r['records']:,} ({r['other_records']:,} not the soak's); process tree at most "
           f"{r['tree_max']:,}")

@@ -72,9 +72,7 @@ class KernelReader(Collector):
         counters = self.counters
         records = self._recv_batch(MAX_RECORDS_PER_READ)
         self.has_more = len(records) >= MAX_RECORDS_PER_READ
-        counters["records"] += len(records)
-        counters["bytes"] += sum([len(text) for _code, text in records])
-        out = pipe.feed_netlink_records(records, now)
+        out = self._feed(records, pipe, now)
         if self.nl.enobufs != self._enobufs_seen:
             new = self.nl.enobufs - self._enobufs_seen
             self._enobufs_seen = self.nl.enobufs
@@ -144,11 +142,14 @@ class KernelReader(Collector):
                 break
             if first is None:
                 break
-            records = [first] + self._recv_batch(MAX_RECORDS_PER_READ)
-            self.counters["records"] += len(records)
-            self.counters["bytes"] += sum([len(text) for _code, text in records])
-            out += pipe.feed_netlink_records(records, now)
+            out += self._feed([first] + self._recv_batch(MAX_RECORDS_PER_READ), pipe, now)
         return out
+
+    def _feed(self, records: list, pipe, now: float) -> list:
+        """Count (type code, text) records and run them through the pipeline."""
+        self.counters["records"] += len(records)
+        self.counters["bytes"] += sum([len(text) for _code, text in records])
+        return pipe.feed_netlink_records(records, now)
 
 
 class NetlinkCollector(KernelReader):

@@ -18,7 +18,6 @@ dictionary lookup and a few attribute reads.
 from __future__ import annotations
 
 import copy
-
 import itertools
 
 from auoms_py.filters.match import to_subject_text

@@ -39,13 +39,14 @@ def record_type_code(name: str) -> int:
     return 0
 
 
-def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=Record) -> Record:
+def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=Record,
+               _enriched=ENRICHED_SEPARATOR) -> Record:
     """Parse one line of auditd log / plugin / saved netlink text. Raises MalformedRecord.
 
     The event id is kept as logged (`SEC.MSEC:SERIAL`); the assembler checks it once per event.
     (The default arguments bind module globals as locals: this runs for every line.)"""
-    if "\x1d" in line:
-        line = line[:line.index("\x1d")]  # auditd's ENRICHED tail: interpretations we redo ourselves
+    if _enriched in line:
+        line = line[:line.index(_enriched)]  # auditd's ENRICHED tail: interpretations we redo ourselves
     # the common shape, in a few C-level string operations: type=NAME msg=audit(ID): body
     head, sep, body = line.partition("): ")
     if sep and head[:5] == "type=":

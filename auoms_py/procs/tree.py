@@ -359,7 +359,7 @@ class ProcessTree:
         excess = len(procs) - int(self.max_processes * 0.75)
         if excess <= 0:
             return
-        # sorted() with attrgetter stays in C; heapq.nsmallest with a Python key cost 3 µs per process
+        # exited ones first, then the running, each group sorted by last_seen in C (attrgetter, no Python key)
         exited = [proc for proc in procs.values() if proc.exited_at is not None]
         victims = sorted(exited, key=_LAST_SEEN)[:excess]
         if len(victims) < excess:
