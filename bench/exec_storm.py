@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def storm(reader_pid: int, delivered, workers: int, seconds: float, key: str, se
             "cpu_s_per_1000": round(cpu * 1000 / max(events, 1), 3)}
 
 
-def run_agent(workdir: Path, workers: int, seconds: float) -> dict:
+def run_agent(workdir: Path, workers: int, seconds: float, profile: bool = False) -> dict:
     key = f"storm-a-{uuid.uuid4().hex[:6]}"
     out = workdir / "agent.mstic"
     config = workdir / "agent.yaml"
@@ -115,7 +116,16 @@ def run_agent(workdir: Path, workers: int, seconds: float) -> dict:
             with open(out, "rb") as f:
                 return sum(1 for line in f if marker.encode() in line and line.startswith(b"type=AUOMS_EXECVE "))
 
+        spy = None
+        if profile:  # py-spy samples of every thread during the storm, folded stacks for flame graphs
+            spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(agent.pid), "--threads", "--idle", "--format", "raw",
+                                    "--rate", "200", "--duration", str(int(seconds) + 5),
+                                    "-o", str(workdir / "agent.py-spy.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         result = storm(agent.pid, delivered, workers, seconds, key)
+        if spy is not None:
+            spy.wait(120)
     finally:
         agent.terminate()
         agent.wait(60)
@@ -160,6 +170,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the agent with py-spy during its storm (bench/out/exec-storm-*/agent.py-spy.txt)")
+    parser.add_argument("--agent-only", action="store_true", help="skip the auditd run (profiling)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (kernel audit)")
@@ -167,8 +180,9 @@ def main() -> int:
     workdir.mkdir(parents=True)
     results = {}
     with audit_state(enabled=1, backlog_limit=8192):
-        results["auoms-py (netlink, mstic to file)"] = run_agent(workdir, args.workers, args.seconds)
-        results["auditd 3.0.9 (log_format RAW)"] = run_auditd(workdir, args.workers, args.seconds)
+        results["auoms-py (netlink, mstic to file)"] = run_agent(workdir, args.workers, args.seconds, args.profile)
+        if not args.agent_only:
+            results["auditd 3.0.9 (log_format RAW)"] = run_auditd(workdir, args.workers, args.seconds)
     print(f"exec storm: {args.workers} workers x {args.seconds:g} s, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"kernel {platform.release()}, backlog_limit 8192, backlog_wait_time {audit_status().backlog_wait_time}")
     print("| reader | execs/s | execs | delivered | kernel lost | reader CPU s | CPU s per 1,000 events |")

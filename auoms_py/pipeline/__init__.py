@@ -11,14 +11,10 @@ from auoms_py.pipeline.assemble import Assembler
 from auoms_py.pipeline.interpret import Interpreter
 from auoms_py.pipeline.merge import FastMerger, Merger
 from auoms_py.pipeline.model import Event, OutputRecord, Record
-from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_netlink
+from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_netlink_pair
 from auoms_py.pipeline.userdb import UserDB
 
 __all__ = ["Pipeline", "UserDB", "MalformedRecord", "OutputRecord", "Record", "Event"]
-
-
-def _parse_netlink_pair(pair: tuple[int, str]) -> Record:
-    return parse_netlink(pair[0], pair[1])
 
 
 def _parsed(record: Record) -> Record:
@@ -38,7 +34,6 @@ class Pipeline:
         self.log_time = log_time
         self._clock = 0
         self._clock_text = ""
-        self._next_expiry = 0.0
         self._malformed_count = 0
         self.internal_errors = 0  # records or events an unexpected exception stopped (counted as malformed too)
         self._events_count = 0
@@ -56,54 +51,42 @@ class Pipeline:
 
     def feed_netlink(self, code: int, text: str, now: float = 0.0) -> list[list[OutputRecord]]:
         """One kernel netlink record: its type code and its `audit(...): ...` text."""
-        return self._feed(((code, text),), _parse_netlink_pair, now, None)
+        return self._feed(((code, text),), parse_netlink_pair, now, None)
 
     def feed_netlink_records(self, records, now: float = 0.0) -> list[list[OutputRecord]]:
         """Many kernel netlink records at once: (type code, text) pairs."""
-        return self._feed(records, _parse_netlink_pair, now, None)
+        return self._feed(records, parse_netlink_pair, now, None)
 
     def feed_record(self, record: Record, now: float = 0.0) -> list[list[OutputRecord]]:
         return self._feed((record,), _parsed, now, None)
 
     def _feed(self, items, parse, now: float, on_malformed) -> list[list[OutputRecord]]:
         """Parse and assemble items; merge the events they complete (or that expired on the way)."""
-        completed: list[Event] = []
-        assembler = self.assembler
-        add = assembler.add
-        log_time = self.log_time
-        if log_time:
-            now = self._clock
-        last_key = None
-        next_expiry = self._next_expiry
-        for index, item in enumerate(items):
-            try:
-                record = parse(item)
-                if log_time and record.key != last_key:
-                    # the log's clock, to the second: enough to flush events idle for a second or more
-                    last_key = record.key
-                    seconds = last_key.partition(".")[0]
-                    if seconds != self._clock_text:
-                        self._clock_text = seconds
-                        if seconds.isdigit() and int(seconds) > self._clock:
-                            self._clock = int(seconds)
-                    now = self._clock
-                if now >= next_expiry:
-                    # expire idle events before this record, at most a few times per timeout period
-                    next_expiry = now + assembler.flush_timeout / 4
-                    completed += assembler.expire(now)
-                events = add(record, now)
-            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the others
-                reason = str(exc) if isinstance(exc, MalformedRecord) else f"internal error {type(exc).__name__}: {exc}"
-                if not isinstance(exc, MalformedRecord):
-                    self.internal_errors += 1
-                self._malformed(reason, item if isinstance(item, str) else " ".join(map(str, item)))
-                if on_malformed is not None:
-                    on_malformed(index, reason)
-                continue
-            if events:
-                completed += events
-        self._next_expiry = next_expiry
+        def on_error(index: int, item, exc: Exception) -> None:
+            if isinstance(exc, MalformedRecord):
+                reason = str(exc)
+            else:
+                reason = f"internal error {type(exc).__name__}: {exc}"
+                self.internal_errors += 1
+            self._malformed(reason, item if isinstance(item, str) else " ".join(map(str, item)))
+            if on_malformed is not None:
+                on_malformed(index, reason)
+
+        if self.log_time:
+            completed = self.assembler.add_all(items, parse, self._clock, self._log_clock, on_error)
+        else:
+            completed = self.assembler.add_all(items, parse, now, None, on_error)
         return self._events(completed) if completed else []
+
+    def _log_clock(self, key: str) -> int:
+        """Replay's clock: the latest second among the log's event ids so far (enough to flush events idle for a
+        second or more; an id that goes back in time does not move it)."""
+        seconds = key.partition(".")[0]
+        if seconds != self._clock_text:
+            self._clock_text = seconds
+            if seconds.isdigit() and int(seconds) > self._clock:
+                self._clock = int(seconds)
+        return self._clock
 
     def tick(self, now: float) -> list[list[OutputRecord]]:
         """Flush events idle longer than the timeout (call on a timer, also when input is idle)."""

@@ -27,6 +27,7 @@ class Assembler:
         self.max_event_bytes = max_event_bytes
         # open events in insertion order, by event id text
         self._open: dict[str, Event] = {}
+        self._next_expiry = 0.0  # add_all: the clock time before which no open event can be idle long enough
         self.counters = {
             "events_complete": 0,  # ended by EOE or single-record type
             "events_timed_out": 0,  # flushed idle, without EOE
@@ -74,6 +75,69 @@ class Assembler:
         event.records.append(record)
         event.size += size
         return ()
+
+    def add_all(self, items, parse, now: float, clock=None, on_error=None) -> list[Event]:
+        """`add(parse(item), now)` for each item, in one loop; returns the events completed, expired or evicted.
+
+        The loop every input goes through, so the usual record (one more of an open event, or its EOE) is
+        added inline rather than by a call to `add` per record: the same steps, in the same order (a test holds
+        the two equal). `clock(key) -> now`, when given (replay: the log's own time), is asked for the time at
+        each record of an event not open yet, the only records that can move a log's clock (the others carry
+        the id, and so the time, of a record seen before). Idle events expire before the record that finds
+        them idle, at most four times per flush timeout. `on_error(index, item, exc)` hears of an item that
+        raised (MalformedRecord or a bug): the others go on; without it the exception propagates."""
+        completed: list[Event] = []
+        open_events = self._open
+        open_event = open_events.get
+        max_event_bytes = self.max_event_bytes
+        eoe_records = 0
+        if items and now >= self._next_expiry:
+            self._next_expiry = now + self.flush_timeout / 4
+            completed += self.expire(now)
+        try:
+            for index, item in enumerate(items):
+                try:
+                    record = parse(item)
+                    key = record[3]
+                    event = open_event(key)
+                    if event is None:
+                        if clock is not None:
+                            now = clock(key)
+                            if now >= self._next_expiry:
+                                self._next_expiry = now + self.flush_timeout / 4
+                                completed += self.expire(now)
+                        events = self._first_record(record, key, now)
+                        if events:
+                            completed += events
+                        continue
+                    if record[0] == EOE:
+                        eoe_records += 1
+                        del open_events[key]
+                        event.complete = True
+                        completed.append(event)
+                        continue
+                    event.touched = now
+                    size = len(record[4])
+                    if event.size + size > max_event_bytes:
+                        event.dropped_records += 1
+                        event.dropped_bytes += size
+                        self.counters["records_over_limit"] += 1
+                        continue
+                    node = record[2]
+                    if node is not event.node and node != event.node and not event.mixed_nodes:
+                        event.mixed_nodes = True
+                        self.counters["events_mixed_nodes"] += 1
+                    event.records.append(record)
+                    event.size += size
+                except Exception as exc:  # noqa: BLE001 - one bad record must not stop the others
+                    if on_error is None:
+                        raise
+                    on_error(index, item, exc)
+        finally:
+            if eoe_records:
+                self.counters["eoe_records"] += eoe_records
+                self.counters["events_complete"] += eoe_records
+        return completed
 
     def _first_record(self, record: Record, key: str, now: float):
         code = record.code

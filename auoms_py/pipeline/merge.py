@@ -288,10 +288,14 @@ def _plain_tokens(text: str) -> list[str]:
 class _Cache(dict):
     """A dict that starts again empty when full, so memory stays bounded whatever the input."""
 
-    __slots__ = ()
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int = _CACHE_LIMIT):
+        super().__init__()
+        self.limit = limit
 
     def put(self, key, value):
-        if len(self) >= _CACHE_LIMIT:
+        if len(self) >= self.limit:
             self.clear()
         self[key] = value
         return value
@@ -308,13 +312,15 @@ class FastMerger(Merger):
     the same Interpreter the general path uses.
     """
 
-    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_suffixes", "execves", "proctitles", "tokens")
+    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_sets", "path_suffixes", "execves", "proctitles",
+               "tokens")
 
     def __init__(self, interpreter: Interpreter):
         super().__init__(interpreter)
         self._generation = None
         for name in self._CACHES:
             setattr(self, name, _Cache())
+        self.path_sets = _Cache(1024)  # an entry per program (and interpreter) run, each ~1 KiB: a host runs fewer
         self.tokens: dict[tuple[int, str | None], _Cache] = {}  # (record code, arch) -> token cache
         self.fast_events = 0
         self.general_events = 0
@@ -453,6 +459,17 @@ class FastMerger(Merger):
         return (cache.get(body) or self._token(cache, code, body, arch_raw))[:2]
 
     def _fast_paths(self, parts: list, paths: list) -> None:
+        # an execve's PATH records (the program, its interpreter) come back together, event after event
+        key = paths[0].body if len(paths) == 1 else tuple([path.body for path in paths])
+        entry = self.path_sets.get(key)
+        if entry is None:
+            entry = []
+            self._path_parts(entry, paths)
+            entry = self.path_sets.put(key, tuple(entry))
+        parts += entry
+
+    def _path_parts(self, parts: list, paths: list) -> None:
+        """The parts of an event's PATH records: item 0's fields, then the path_* arrays of all of them."""
         cache = self.paths
         entries = [cache.get(path.body) or self._path_entry(path.body) for path in paths]
         for number, entry in enumerate(entries):

@@ -104,6 +104,20 @@ def parse_netlink(code: int, text: str) -> Record:
     return _parse_event_id(text.rstrip("\r\n\x00"), 0, code, record_type_name(code), None)
 
 
+def parse_netlink_pair(pair: tuple[int, str], _names=RECORD_TYPE_NAMES, _new=tuple.__new__, _record=Record,
+                       _enriched=ENRICHED_SEPARATOR) -> Record:
+    """parse_netlink for a (type code, text) pair as the netlink reader gives them, the usual shape inline."""
+    code, text = pair
+    if text[:6] == "audit(" and _enriched not in text:
+        close = text.find("): ")
+        type_name = _names.get(code)
+        if close > 0 and type_name is not None:
+            body = text[close + 3:]
+            if body[:1] != " " and body[-1:] not in ("\n", "\x00"):
+                return _new(_record, (code, type_name, None, text[6:close], body))
+    return parse_netlink(code, text)
+
+
 def _parse_event_id(line: str, pos: int, code: int, type_name: str, node: str | None) -> Record:
     # accept "msg=audit(" or "audit(" here, with any spacing the writers produce
     start = line.find("audit(", pos)

@@ -37,7 +37,7 @@ class Proc:
     """One process (one incarnation of a pid). Attributes are latin-1-decoded text like the pipeline's."""
 
     __slots__ = ("pid", "ppid", "uid", "gid", "exe", "cmdline", "containerid", "child_containerid", "parent",
-                 "last_seen", "exited_at", "known", "match_gen", "matched", "self_gen", "self_matched")
+                 "last_seen", "exited_at", "exit_noted", "known", "match_gen", "matched", "self_gen", "self_matched")
 
     def __init__(self, pid: int, ppid: int | None = None, uid: int | None = None, gid: int | None = None,
                  exe: str | None = None, cmdline: str | None = None, parent: "Proc | None" = None,
@@ -53,6 +53,7 @@ class Proc:
         self.parent = parent
         self.last_seen = now
         self.exited_at: float | None = None
+        self.exit_noted = False  # its exit came from the process connector, which runs ahead of the audit events
         self.known = known  # False: a placeholder for a parent seen only as someone's ppid (replay)
         # filter match caches, valid while *_gen equals the judging engine's generation
         self.match_gen = -1
@@ -101,7 +102,7 @@ class ProcessTree:
         # no events for a long time on a busy host (the oldest notes go: /proc and the events cover for them)
         self._pending: collections.deque = collections.deque(maxlen=100_000)
         self.counters = {"seeded": 0, "execs": 0, "first_seen": 0, "proc_reads": 0, "forks": 0, "exits": 0,
-                         "expired": 0, "evicted": 0, "pid_reused": 0}
+                         "expired": 0, "evicted": 0, "pid_reused": 0, "execs_after_exit": 0}
 
     def __len__(self) -> int:
         return len(self.procs)
@@ -176,6 +177,7 @@ class ProcessTree:
                 if proc is not None and proc.exited_at is None:
                     self.counters["exits"] += 1
                     proc.exited_at = now
+                    proc.exit_noted = True
 
     # ---- events ---------------------------------------------------------------------------------------------
     def observe(self, event) -> Proc | None:
@@ -225,14 +227,22 @@ class ProcessTree:
         self.counters["execs"] += 1
         pid = rec.pid
         ppid = rec.ppid
+        exited = None
         if proc is None or (proc.known and ppid is not None and proc.ppid != ppid):
             if proc is not None:
                 self.counters["pid_reused"] += 1  # (or a missed fork+exit: either way a new process)
             proc = Proc(pid, ppid, known=True, now=now)
             proc.parent = self._parent(ppid)
             self.procs[pid] = proc
-        elif not proc.known:
-            proc.parent = self._parent(ppid)
+        else:
+            # the process connector runs ahead of audit: a short-lived program has often exited (and been noted)
+            # before its execve event is read. It stays exited, and its /proc entry is not read: gone, or the pid's
+            # next owner's. (An exit known from an exit_group event came before this execve in the log: the pid's
+            # next process, then, which lives on.)
+            if proc.exit_noted:
+                exited = proc.exited_at
+            if not proc.known:
+                proc.parent = self._parent(ppid)
         proc.known = True
         proc.ppid = ppid
         proc.uid = rec.uid
@@ -241,10 +251,14 @@ class ProcessTree:
         cmdline = rec.cmdline
         proc.cmdline = cmdline[:MAX_CMDLINE] if cmdline else cmdline
         proc.last_seen = now
-        proc.exited_at = None
+        proc.exited_at = exited
         proc.invalidate()
         proc.child_containerid = containers.from_shim(rec.exe, rec.argv)
-        self._container_of(proc)
+        if exited is None:
+            self._container_of(proc)
+        else:
+            self.counters["execs_after_exit"] += 1
+            proc.inherit_container()
         return proc
 
     def _first_sight(self, stub: Proc | None, rec, now: float) -> Proc:

@@ -135,3 +135,99 @@ def test_an_internal_error_on_one_event_loses_only_that_event(monkeypatch):
     assert [records[0].serial for records in events] == [1, 3]
     assert pipeline.internal_errors == 1 and pipeline.counters["malformed"] == 1
     assert "internal error KeyError" in pipeline.malformed_samples[0][0]
+
+
+# ---- the batch loop (Assembler.add_all) against one `add` per record -----------------------------------------------
+
+def _add_one_by_one(assembler, items, parse, now, clock):
+    """What add_all must do, spelled out with `add`: the loop the pipeline ran before add_all (with the log's clock
+    read at every change of event id, and idle events expired before the record that finds them idle)."""
+    completed, errors = [], []
+    last_key = None
+    next_expiry = assembler._next_expiry
+    for index, item in enumerate(items):
+        try:
+            record = parse(item)
+            if clock is not None and record.key != last_key:
+                last_key = record.key
+                now = clock(last_key)
+            if now >= next_expiry:
+                next_expiry = now + assembler.flush_timeout / 4
+                completed += assembler.expire(now)
+            completed += assembler.add(record, now)
+        except Exception as exc:  # noqa: BLE001
+            errors.append((index, str(exc)))
+    assembler._next_expiry = next_expiry
+    return completed, errors
+
+
+def _log_clock():
+    state = {"clock": 0}
+
+    def clock(key):
+        seconds = key.partition(".")[0]
+        if seconds.isdigit() and int(seconds) > state["clock"]:
+            state["clock"] = int(seconds)
+        return state["clock"]
+    return clock
+
+
+def _assemble_both(batches, parse, log_time, **bounds):
+    results = []
+    for batched in (True, False):
+        assembler = Assembler(flush_timeout=1.0, **bounds)
+        clock = _log_clock() if log_time else None
+        events, errors = [], []
+        for number, batch in enumerate(batches):
+            now = 0.0 if log_time else number * 0.3  # live: a clock that moves between batches
+            if batched:
+                events += assembler.add_all(batch, parse, clock("0.0:0") if log_time else now, clock,
+                                            lambda index, item, exc: errors.append((index, str(exc))))
+            else:
+                got, errs = _add_one_by_one(assembler, batch, parse, clock("0.0:0") if log_time else now, clock)
+                events += got
+                errors += errs
+        events += assembler.flush()
+        results.append(([(e.key, e.records, e.complete, e.node, e.touched, e.dropped_records, e.dropped_bytes,
+                          e.mixed_nodes) for e in events], errors, dict(assembler.counters)))
+    return results
+
+
+@pytest.mark.parametrize("bounds", [{}, {"max_open_events": 3, "max_event_bytes": 600}])
+def test_add_all_equals_add_per_record_on_every_reference_log(bounds):
+    from tests.pipeline.test_peer_logs import RAW_LOGS
+    lines = [line for path in RAW_LOGS for line in read_lines(path) if line.strip() and line[:1] != "#"]
+    lines[10:10] = ["garbage", "type=EOE msg=audit(1.1:999999): ", "type=CWD msg=audit(x:1): cwd=/"]
+    batches = [lines[i:i + 37] for i in range(0, len(lines), 37)]
+    batched, one_by_one = _assemble_both(batches, parse_line, True, **bounds)
+    assert batched == one_by_one
+    assert batched[2]["events_complete"] > 100 and batched[1]  # the malformed lines were heard of
+    if bounds:
+        assert batched[2]["events_evicted"] and batched[2]["records_over_limit"]
+
+
+def test_add_all_equals_add_per_record_on_netlink_pairs():
+    from auoms_py.pipeline.parse import parse_netlink_pair
+    pairs = []
+    for name in ("netlink-multicast-head200.txt", "netlink-multicast-execve.txt"):  # `CODE audit(...): ...`
+        for line in read_lines(SAMPLES / name):
+            code, _, text = line.partition(" ")
+            if code.isdigit():
+                pairs.append((int(code), text))
+    pairs += [(1300, "audit(1.2:3): \x1dENRICHED"), (9999, "audit(1.2:4): x=1"), (1307, "nonsense"),
+              (1320, "audit(1.2:3): "), (1307, 'audit(1.2:5):  cwd="/"\n')]
+    batches = [pairs[i:i + 5] for i in range(0, len(pairs), 5)]
+    batched, one_by_one = _assemble_both(batches, parse_netlink_pair, False)
+    assert batched == one_by_one
+    assert batched[1] and batched[2]["events_complete"] > 10
+    # parse_netlink_pair is parse_netlink for every pair
+    for code, text in pairs:
+        try:
+            expected = parse_netlink(code, text)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            got = parse_netlink_pair((code, text))
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected

@@ -236,3 +236,37 @@ def test_over_the_bound_exited_processes_go_before_running_ones():
     assert 0 < evicted < 30 and len(tree) <= 100  # one eviction, down to 75 % of the bound, all from the exited
     assert sum(tree.get(pid) is None for pid in range(3000, 3030)) == evicted
     assert all(tree.get(pid) is not None for pid in [*range(2000, 2060), *range(4000, 4020)])
+
+
+def test_an_execve_read_after_the_connector_saw_its_process_exit_does_not_read_proc(tmp_path):
+    """The process connector runs ahead of audit: a short-lived program has usually exited, and been noted, by the
+    time its execve event is read. Its /proc entry is gone, or belongs to the pid's next owner, which must not lend
+    the event its container id; the process stays exited."""
+    (tmp_path / "51").mkdir()
+    (tmp_path / "51" / "cgroup").write_text(f"0::/system.slice/docker-{CID}.scope\n")  # the pid's next owner
+    h = History()
+    tree = ProcessTree(read_proc=True, proc_root=str(tmp_path))
+    observe(tree, h.execve(50, 1, "/usr/bin/bash", ["bash"]))
+    tree.note_fork(51, 50)
+    tree.note_exit(51)
+    rec = observe(tree, h.execve(51, 50, "/usr/bin/true", ["true"]))
+    assert rec.containerid == ""  # its parent's, not that of /proc/51 now
+    proc = tree.get(51)
+    assert proc.exe == "/usr/bin/true" and proc.parent is tree.get(50)
+    assert proc.exited_at is not None
+    assert tree.counters["execs_after_exit"] == 1
+    # without the connector's note the process is taken to be alive, and /proc is read
+    tree = ProcessTree(read_proc=True, proc_root=str(tmp_path))
+    observe(tree, h.execve(50, 1, "/usr/bin/bash", ["bash"]))
+    assert observe(tree, h.execve(51, 50, "/usr/bin/true", ["true"])).containerid == CID[:12]
+    assert tree.get(51).exited_at is None and tree.counters["execs_after_exit"] == 0
+
+
+def test_an_exit_group_event_before_an_execve_of_the_same_pid_is_the_previous_process():
+    h, tree = History(), ProcessTree()
+    observe(tree, h.execve(50, 1, "/usr/bin/bash", ["bash"]))
+    observe(tree, h.execve(51, 50, "/usr/bin/true", ["true"]))
+    observe(tree, h.syscall(51, 50, "/usr/bin/true", "exit_group"))
+    assert tree.get(51).exited_at is not None
+    observe(tree, h.execve(51, 50, "/usr/bin/sleep", ["sleep", "60"]))  # the pid's next process, from the same parent
+    assert tree.get(51).exited_at is None and tree.get(51).exe == "/usr/bin/sleep"
