@@ -158,6 +158,9 @@ class Filters:
             "filter_reloads": self.reloads,
             "filter_reload_errors": self.reload_errors,
             "process_tree_size": len(self.tree),
+            # how the tree learns: execs, forks and exits, /proc reads, pid reuse, expiry and eviction
+            "process_tree": dict(self.tree.counters),
+            "process_connector": dict(self._connector.counters) if self._connector is not None else None,
         }
 
 

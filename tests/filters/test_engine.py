@@ -334,3 +334,13 @@ def test_output_filter_drops_merged_record_types_and_prefixed_fields():
     assert " a0=" not in line and " a1=9 " in line
     shared = mstic.format_record(event[0], frozenset())
     assert 'OBJ_PID_ocomm="sleep"' in shared and "BPRM_FCAPS_fver=0" in shared and " a0=5 " in shared
+
+
+def test_metrics_carry_the_process_trees_counters():
+    h = History()
+    filters = Filters(None)
+    filters.process(h.execve(50, 1, "/usr/bin/bash", ["bash"]))
+    filters.process(h.syscall(51, 50, "/usr/bin/bash", "openat"))
+    tree = filters.metrics()["process_tree"]
+    assert tree["execs"] == 1 and tree["first_seen"] == 1 and tree["execs_after_exit"] == 0
+    assert filters.metrics()["process_connector"] is None  # replay: no connector
