@@ -44,7 +44,8 @@ log = logging.getLogger("auoms_py.filters")
 
 class Filters:
     def __init__(self, path: str | None, *, live: bool = False, userdb=None, tree=None,
-                 max_processes: int = 32768, proc_root: str = "/proc", trust_check=None):
+                 max_processes: int = 32768, proc_root: str = "/proc", trust_check=None,
+                 connector_thread: bool = True):
         from auoms_py.procs.tree import ProcessTree
 
         self.path = path
@@ -63,7 +64,8 @@ class Filters:
             from auoms_py.procs.connector import ProcConnector
 
             connector = ProcConnector(tree)
-            if connector.start():  # before seeding: no fork between the two is missed
+            # connector_thread=False: the caller's loop calls drain_connector() (the agent: no second thread)
+            if connector.start(thread=connector_thread):  # before seeding: no fork between the two is missed
                 self._connector = connector
             tree.seed_from_proc()
         self.reloads = 0
@@ -148,6 +150,12 @@ class Filters:
         if self._connector is not None:
             self._connector.stop()
             self._connector = None
+
+    def drain_connector(self) -> None:
+        """Note the forks and exits the process connector has queued (when it runs without its own thread)."""
+        connector = self._connector
+        if connector is not None and not connector.threaded:
+            connector.drain()
 
     def metrics(self) -> dict:
         engine = self.engine

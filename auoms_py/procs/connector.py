@@ -37,6 +37,7 @@ _EVENT_HEAD = struct.Struct("=IIQ")
 _FORK = struct.Struct("=iiii")  # parent_pid parent_tgid child_pid child_tgid
 _EXIT = struct.Struct("=ii")  # process_pid process_tgid (exit_code ... follow)
 _HEADERS = _NLMSGHDR.size + _CN_MSG.size
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
 def _control_message(op: int, events: int | None = None) -> bytes:
@@ -79,7 +80,11 @@ def parse(data: bytes):
 
 
 class ProcConnector:
-    """Feeds a ProcessTree with fork/exit notifications from a background thread."""
+    """Feeds a ProcessTree with fork/exit notifications: from a background thread (`start()`), or from the caller's
+    loop (`start(thread=False)`, then `drain()` before each batch of audit records and on a timer).
+
+    The agent drains in its own loop: a second thread would wake every few milliseconds of an exec storm and take
+    the interpreter lock from the thread reading audit records. Its socket buffer holds seconds of notifications."""
 
     def __init__(self, tree, rcvbuf: int = 8 << 20):
         self.tree = tree
@@ -87,16 +92,20 @@ class ProcConnector:
         self.sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.threaded = False
         self.counters = {"forks": 0, "exits": 0, "other": 0, "overruns": 0}
 
-    def start(self) -> bool:
+    def start(self, thread: bool = True) -> bool:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except OSError as exc:
             log.info("process connector unavailable (%s): the process tree relies on audit events and /proc", exc)
             return False
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, self.rcvbuf)  # beyond rmem_max (CAP_NET_ADMIN)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.bind((0, CN_IDX_PROC))
             # only fork and exit: exec, comm and id changes would triple the wake-ups of an exec storm for nothing
             events = PROC_EVENT_FORK | PROC_EVENT_EXIT if kernel_filters_events() else None
@@ -106,13 +115,52 @@ class ProcConnector:
             log.info("process connector unavailable (%s): the process tree relies on audit events and /proc", exc)
             return False
         self.sock = sock
-        self._thread = threading.Thread(target=self._run, name="proc-connector", daemon=True)
-        self._thread.start()
+        self.threaded = thread
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="proc-connector", daemon=True)
+            self._thread.start()
+        else:
+            sock.setblocking(False)
         return True
+
+    def drain(self, limit: int = 4096) -> int:
+        """Note every fork and exit already queued (up to `limit` datagrams, without waiting); returns how many
+        datagrams were read."""
+        sock = self.sock
+        if sock is None:
+            return 0
+        recv = sock.recv
+        datagrams = []
+        while len(datagrams) < limit:
+            try:
+                datagrams.append(recv(65536, socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.counters["overruns"] += 1  # the kernel dropped notifications; the tree copes via /proc
+                break
+        if datagrams:
+            self._note(datagrams)
+        return len(datagrams)
+
+    def _note(self, datagrams: list[bytes]) -> None:
+        tree = self.tree
+        counters = self.counters
+        for data in datagrams:
+            for kind, pid, ppid in parse(data):
+                if kind == "fork":
+                    counters["forks"] += 1
+                    tree.note_fork(pid, ppid)
+                elif kind == "exit":
+                    counters["exits"] += 1
+                    tree.note_exit(pid)
+                else:
+                    counters["other"] += 1
 
     def _run(self) -> None:
         sock = self.sock
-        tree = self.tree
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([sock], [], [], 0.5)
@@ -120,37 +168,13 @@ class ProcConnector:
                     continue
                 # An exec storm brings a fork and an exit per process (more before 6.6), one datagram each:
                 # take all that are queued per wake-up instead of one select per datagram.
-                datagrams = [sock.recv(65536)]
-                while len(datagrams) < 256:
-                    try:
-                        datagrams.append(sock.recv(65536, socket.MSG_DONTWAIT))
-                    except BlockingIOError:
-                        break
-                    except OSError as exc:
-                        if exc.errno != errno.ENOBUFS:
-                            raise
-                        self.counters["overruns"] += 1  # keep what was read before the kernel's overrun
-                        break
+                read = self.drain(256)
             except OSError as exc:
                 if self._stop.is_set():
                     return
-                if exc.errno == errno.ENOBUFS:  # the kernel dropped notifications; the tree copes via /proc
-                    self.counters["overruns"] += 1
-                    continue
                 log.warning("process connector stopped: %s", exc)
                 return
-            counters = self.counters
-            for data in datagrams:
-                for kind, pid, ppid in parse(data):
-                    if kind == "fork":
-                        counters["forks"] += 1
-                        tree.note_fork(pid, ppid)
-                    elif kind == "exit":
-                        counters["exits"] += 1
-                        tree.note_exit(pid)
-                    else:
-                        counters["other"] += 1
-            if len(datagrams) < 256:
+            if read < 256:
                 # let notifications gather for a moment: one wake-up per few ms instead of one per process; the
                 # tree copes with a fork noted after the child's own audit event (it is placed by its ppid)
                 self._stop.wait(0.005)

@@ -104,7 +104,7 @@ def load_filters(config: Config, userdb):
         log.info("filters: %s does not exist; no events are filtered", path)
         path = None
     live = config.input.type != "file" or not config.input.once  # this host's /proc describes the events
-    filters = Filters(path, live=live, userdb=userdb, trust_check=untrusted)
+    filters = Filters(path, live=live, userdb=userdb, trust_check=untrusted, connector_thread=False)
     if path:
         filters.watch()
     return filters
@@ -351,6 +351,10 @@ class Agent:
             now = time.monotonic()
             events = None
             gather = False
+            if self.filters is not None:
+                # forks and exits first: the process connector runs ahead of audit, so the tree knows of a
+                # short-lived program's exit before its execve event (no /proc read for it)
+                self.filters.drain_connector()
             if not paused and (input_ready or collector.has_more or (fd is None and now >= next_read)):
                 records_before = collector.counters["records"]
                 events = collector.read(pipe, now)

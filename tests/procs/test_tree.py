@@ -1,6 +1,7 @@
 """The process tree: from log events alone (replay), and live from this host's /proc and process connector."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -270,3 +271,28 @@ def test_an_exit_group_event_before_an_execve_of_the_same_pid_is_the_previous_pr
     assert tree.get(51).exited_at is not None
     observe(tree, h.execve(51, 50, "/usr/bin/sleep", ["sleep", "60"]))  # the pid's next process, from the same parent
     assert tree.get(51).exited_at is None and tree.get(51).exe == "/usr/bin/sleep"
+
+
+def test_process_connector_drained_from_the_callers_loop():
+    """The agent's mode: no thread; forks and exits queued on the socket are noted when the loop drains them."""
+    tree = ProcessTree(read_proc=True)
+    connector = ProcConnector(tree)
+    if not connector.start(thread=False):
+        pytest.skip("no process connector here (needs root and CONFIG_PROC_EVENTS)")
+    try:
+        assert connector.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 8 << 20  # seconds of a storm
+        children = [subprocess.Popen(["/bin/true"]) for _ in range(5)]
+        for child in children:
+            child.wait()
+        time.sleep(0.1)
+        assert connector.counters["forks"] == 0  # nothing read without a drain: no thread
+        read = connector.drain()
+        assert read >= 10 and connector.counters["exits"] >= 5
+        h = History()
+        tree.observe(h.syscall(os.getpid(), os.getppid(), os.path.realpath(sys.executable), "openat"))
+        for child in children:
+            proc = tree.get(child.pid)
+            assert proc is not None and proc.exited_at is not None and proc.parent is tree.get(os.getpid())
+        assert connector.drain() == 0
+    finally:
+        connector.stop()
