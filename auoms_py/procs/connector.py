@@ -37,6 +37,9 @@ _EVENT_HEAD = struct.Struct("=IIQ")
 _FORK = struct.Struct("=iiii")  # parent_pid parent_tgid child_pid child_tgid
 _EXIT = struct.Struct("=ii")  # process_pid process_tgid (exit_code ... follow)
 _HEADERS = _NLMSGHDR.size + _CN_MSG.size
+# nlmsghdr (its length), cn_msg, proc_event head (`what`), then the union's first four ints (fork: parent pid/tgid,
+# child pid/tgid; exit: pid, tgid, exit code, signal): one unpack for a datagram that holds one message
+_ONE_EVENT = struct.Struct("=I12x20xI12xiiii")
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
@@ -149,6 +152,19 @@ class ProcConnector:
         tree = self.tree
         counters = self.counters
         for data in datagrams:
+            if len(data) >= _ONE_EVENT.size:  # the usual datagram: one fork or exit, read in one unpack
+                length, what, first, second, third, fourth = _ONE_EVENT.unpack_from(data)
+                if length == len(data):
+                    if what == PROC_EVENT_FORK:
+                        if third == fourth:  # child_pid == child_tgid: a process, not a thread
+                            counters["forks"] += 1
+                            tree.note_fork(third, second)
+                        continue
+                    if what == PROC_EVENT_EXIT:
+                        if first == second:
+                            counters["exits"] += 1
+                            tree.note_exit(first)
+                        continue
             for kind, pid, ppid in parse(data):
                 if kind == "fork":
                     counters["forks"] += 1

@@ -296,3 +296,27 @@ def test_process_connector_drained_from_the_callers_loop():
         assert connector.drain() == 0
     finally:
         connector.stop()
+
+
+def test_connector_datagrams_read_in_one_unpack_note_what_parse_finds():
+    import struct
+
+    from auoms_py.procs import connector as cn
+
+    def message(what, *ints):
+        event = struct.pack("=IIQ", what, 0, 0) + struct.pack("=6i", *(ints + (0,) * (6 - len(ints))))
+        body = cn._CN_MSG.pack(cn.CN_IDX_PROC, cn.CN_VAL_PROC, 0, 0, len(event), 0) + event
+        return cn._NLMSGHDR.pack(16 + len(body), cn.NLMSG_DONE, 0, 0, 0) + body
+
+    datagrams = [message(cn.PROC_EVENT_FORK, 10, 10, 11, 11),  # a process
+                 message(cn.PROC_EVENT_FORK, 10, 10, 12, 11),  # a thread of 11: not a process
+                 message(cn.PROC_EVENT_EXIT, 11, 11, 0, 17), message(cn.PROC_EVENT_EXIT, 12, 11, 0, 0),
+                 message(0x2, 11, 11), message(cn.PROC_EVENT_FORK, 10, 10, 13, 13) + message(cn.PROC_EVENT_EXIT, 13, 13)]
+    tree = ProcessTree()
+    connector = cn.ProcConnector(tree)
+    connector._note(datagrams)
+    expected = [entry for data in datagrams for entry in cn.parse(data)]
+    assert list(tree._pending) == [(1 if kind == "fork" else 2, pid, ppid) for kind, pid, ppid in expected
+                                   if kind != "other"]
+    assert list(tree._pending) == [(1, 11, 10), (2, 11, 0), (1, 13, 10), (2, 13, 0)]
+    assert connector.counters == {"forks": 2, "exits": 2, "other": 1, "overruns": 0}
