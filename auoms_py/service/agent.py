@@ -719,6 +719,7 @@ class Agent:
         self.install_signals()
         try:
             apply_memory_limit(self.config.memory_limit)
+            apply_priority_boost(self.config.priority_boost)
             try:
                 self.start()
             except StartError as exc:
@@ -765,6 +766,21 @@ def apply_memory_limit(limit: int | None) -> None:
         log.warning("memory_limit %d not applied: %s", limit, exc)
         return
     log.info("memory limit: %d MiB of data (RLIMIT_DATA)", limit // (1024 * 1024))
+
+
+def apply_priority_boost(boost: int) -> None:
+    """`priority_boost`: run at nice -boost (or lower, if started so), as auditd does with its default of 4. A
+    reader that waits behind the workload for the CPU slows the audited programs down (docs/performance.md, exec
+    storm beside busy loops). Under systemd the unit's Nice=-4 does it (no CAP_SYS_NICE needed then)."""
+    if not boost:
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if current > -boost:
+            os.setpriority(os.PRIO_PROCESS, 0, -boost)
+            log.info("priority: nice %d (priority_boost %d)", -boost, boost)
+    except OSError as exc:
+        log.warning("priority_boost %d not applied: %s", boost, exc)
 
 
 def apply_input_override(config: Config, override: dict) -> None:

@@ -133,6 +133,7 @@ class Config:
     control_socket: str | None = None  # `ctl status` socket; None: DATA_DIR/control.sock; "" (false): none
     stop_timeout: float = 20.0  # SIGTERM: seconds the whole stop may take (kernel restored first, outputs drained)
     memory_limit: int | None = None  # bytes: RLIMIT_DATA of the agent (hosts without systemd's MemoryMax)
+    priority_boost: int = 4  # run at nice -N at most, like auditd's priority_boost (0: leave the nice value alone)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     spool: SpoolOptions = dataclasses.field(default_factory=SpoolOptions)  # defaults for every output's spool
 
@@ -326,6 +327,7 @@ def from_dict(data: Any, *, source: str = "<dict>", base_dir: Path | None = None
         control_socket=_control_socket(top),
         stop_timeout=top.number("stop_timeout", 20.0, minimum=1, maximum=3600),
         memory_limit=top.integer("memory_limit", None, minimum=64 * 1024 * 1024),
+        priority_boost=top.integer("priority_boost", 4, minimum=0, maximum=20),
         pipeline=pipeline,
         spool=spool_defaults,
     )

@@ -51,6 +51,7 @@ def problems(text: str) -> list[str]:
     ("input: netlink\noutputs: [{type: syslog, address: 'udp://h:514', max_size: 70000}]",
      "outputs[0].max_size: a UDP datagram holds at most 65507 bytes"),
     ("input: netlink\noutputs: [{type: syslog, max_size: 12}]", "outputs[0].max_size: must be between 1024"),
+    ("input: netlink\noutputs: [{type: stdout}]\npriority_boost: 40", "priority_boost: must be"),
     ("input: netlink\noutputs: [{type: syslog, framing: newline}]", "outputs[0].framing: applies to tcp://"),
     ("input: netlink\noutputs: [{type: file, format: xml, path: /x}]", "outputs[0].format: must be one of mstic"),
     ("input: netlink\noutputs: [{type: stdout, name: a}, {type: stdout, name: a}]",

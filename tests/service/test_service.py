@@ -518,3 +518,19 @@ def test_memory_limit_sets_the_data_rlimit(tmp_path):
         assert "memory limit: 256 MiB of data (RLIMIT_DATA)" in agent.log()
     finally:
         assert agent.stop() == 0
+
+
+def test_priority_boost_lowers_the_nice_value_as_auditd_does(tmp_path):
+    agent = AgentRun(tmp_path / "agent", [json_output(tmp_path / "out.jsonl")])  # the default: 4
+    agent.start()
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, agent.proc.pid) == -4
+        assert "priority: nice -4 (priority_boost 4)" in agent.log()
+    finally:
+        assert agent.stop() == 0
+    off = AgentRun(tmp_path / "off", [json_output(tmp_path / "off.jsonl")], extra={"priority_boost": 0})
+    off.start()
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, off.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        assert off.stop() == 0

@@ -30,11 +30,15 @@ UNIT = REPO / "systemd" / "auoms-py.service"
 SOAK_BOUND_MIB = 4.0  # RSS growth allowed after the short soak's warm-up (docs/performance.md, "Soak")
 
 
-def unit_capabilities() -> list[str]:
+def unit_service() -> configparser.SectionProxy:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
     unit.read(UNIT)
-    return unit["Service"]["CapabilityBoundingSet"].split()
+    return unit["Service"]
+
+
+def unit_capabilities() -> list[str]:
+    return unit_service()["CapabilityBoundingSet"].split()
 
 
 def test_ready_comes_once_the_audit_pid_is_held_and_the_rules_are_in(tmp_path, audit_enabled, audit_key):
@@ -74,7 +78,8 @@ def _run_bounded(tmp_path: Path, caps: list[str], key: str) -> tuple[dict | None
     agent = Agent(tmp_path, {"type": "netlink"}, name="-".join(caps) or "none",
                   extra={"rules_dir": str(rules), "rules_owner_key": key, "remove_rules_on_exit": True})
     bounding = ",".join(["-all"] + [f"+{c.lower().removeprefix('cap_')}" for c in caps])
-    agent.command = lambda: ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--no-new-privs",
+    # at the unit's Nice= (systemd sets it before the agent starts, so priority_boost needs no CAP_SYS_NICE)
+    agent.command = lambda: ["nice", "-n", unit_service()["Nice"], "setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--no-new-privs",
                              sys.executable, "-m", "auoms_py", "run", "-c", str(agent.config_path)]
     marker = f"capmark-{key}"
     wait_audit_pid_free(90)
@@ -104,6 +109,7 @@ def test_the_units_capability_bounding_set_is_enough_and_each_capability_counts(
     assert event["exe"] == "/usr/bin/echo" and event["user"] == "nobody"
     assert event["parent_exe"] == "/usr/bin/dash"  # /proc/PID/exe of nobody's shell: CAP_SYS_PTRACE
     assert "process connector unavailable" not in log
+    assert "priority_boost" not in log  # the unit's Nice=-4 is the boost: nothing to raise, nothing refused
     rcvbuf = int(log.split("receive buffer ")[1].split()[0])
     assert rcvbuf >= 64 * 1024 * 1024  # SO_RCVBUFFORCE: CAP_NET_ADMIN
     assert not kernel_rules_with_key(audit_key)

@@ -75,3 +75,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     copy.write_text(text.replace("Type=notify", "Type=notfy"))
     broken = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True)
     assert "Failed to parse service type" in broken.stderr
+
+
+def test_the_unit_runs_the_agent_at_auditds_priority_boost():
+    assert unit()["Service"]["Nice"] == str(-Config.__dataclass_fields__["priority_boost"].default)
