@@ -15,6 +15,10 @@ from auoms_py.pipeline.model import EOE, Event, Record
 from auoms_py.pipeline.parse import parse_event_id
 
 
+def _as_is(record: Record) -> Record:
+    return record
+
+
 def is_single_record_type(code: int) -> bool:
     """Types that never get an EOE: everything below 1300, 2000 (KERNEL) and 2100 and above (user space)."""
     return code < 1300 or code >= 2100 or code == 2000
@@ -47,41 +51,16 @@ class Assembler:
     def open_records(self) -> int:
         return sum([len(event.records) for event in self._open.values()])
 
-    def add(self, record: Record, now: float) -> tuple[Event, ...] | list[Event]:
-        """Add a record; return the events it completes (possibly evicted old ones first).
+    def add(self, record: Record, now: float) -> list[Event]:
+        """Add one record; return the events it completes (possibly evicted or expired ones first).
         Raises MalformedRecord when a record starts an event with an invalid event id."""
-        key = record.key
-        event = self._open.get(key)
-        if event is None:
-            return self._first_record(record, key, now)
-        code = record.code
-        if code == EOE:
-            self.counters["eoe_records"] += 1
-            del self._open[key]
-            event.complete = True
-            self.counters["events_complete"] += 1
-            return (event,)
-        event.touched = now
-        size = len(record.body)
-        if event.size + size > self.max_event_bytes:
-            event.dropped_records += 1
-            event.dropped_bytes += size
-            self.counters["records_over_limit"] += 1
-            return ()
-        node = record.node
-        if node is not event.node and node != event.node and not event.mixed_nodes:
-            event.mixed_nodes = True
-            self.counters["events_mixed_nodes"] += 1
-        event.records.append(record)
-        event.size += size
-        return ()
+        return self.add_all((record,), _as_is, now)
 
     def add_all(self, items, parse, now: float, clock=None, on_error=None) -> list[Event]:
-        """`add(parse(item), now)` for each item, in one loop; returns the events completed, expired or evicted.
+        """Parse each item and add the record; returns the events completed, expired or evicted on the way.
 
-        The loop every input goes through, so the usual record (one more of an open event, or its EOE) is
-        added inline rather than by a call to `add` per record: the same steps, in the same order (a test holds
-        the two equal). `clock(key) -> now`, when given (replay: the log's own time), is asked for the time at
+        The loop every input goes through: the usual record (one more of an open event, or its EOE) is added
+        inline, without a call per record (a test holds it equal to the same steps spelled out per record). `clock(key) -> now`, when given (replay: the log's own time), is asked for the time at
         each record of an event not open yet, the only records that can move a log's clock (the others carry
         the id, and so the time, of a record seen before). Idle events expire before the record that finds
         them idle, at most four times per flush timeout. `on_error(index, item, exc)` hears of an item that

@@ -3,6 +3,7 @@ import pytest
 
 from auoms_py.pipeline import Pipeline
 from auoms_py.pipeline.assemble import Assembler
+from auoms_py.pipeline.model import EOE
 from auoms_py.pipeline.parse import parse_line, parse_netlink, split_fields
 from tests.paths import SAMPLES
 from tests.pipeline.helpers import read_lines, records, run_lines
@@ -139,8 +140,35 @@ def test_an_internal_error_on_one_event_loses_only_that_event(monkeypatch):
 
 # ---- the batch loop (Assembler.add_all) against one `add` per record -----------------------------------------------
 
+def _reference_add(assembler, record, now):
+    """One record added, step by step (what Assembler.add did before add_all added records inline)."""
+    key = record.key
+    event = assembler._open.get(key)
+    if event is None:
+        return assembler._first_record(record, key, now)
+    if record.code == EOE:
+        assembler.counters["eoe_records"] += 1
+        del assembler._open[key]
+        event.complete = True
+        assembler.counters["events_complete"] += 1
+        return (event,)
+    event.touched = now
+    size = len(record.body)
+    if event.size + size > assembler.max_event_bytes:
+        event.dropped_records += 1
+        event.dropped_bytes += size
+        assembler.counters["records_over_limit"] += 1
+        return ()
+    if record.node != event.node and not event.mixed_nodes:
+        event.mixed_nodes = True
+        assembler.counters["events_mixed_nodes"] += 1
+    event.records.append(record)
+    event.size += size
+    return ()
+
+
 def _add_one_by_one(assembler, items, parse, now, clock):
-    """What add_all must do, spelled out with `add`: the loop the pipeline ran before add_all (with the log's clock
+    """What add_all must do, spelled out per record: the loop the pipeline ran before add_all (with the log's clock
     read at every change of event id, and idle events expired before the record that finds them idle)."""
     completed, errors = [], []
     last_key = None
@@ -154,7 +182,7 @@ def _add_one_by_one(assembler, items, parse, now, clock):
             if now >= next_expiry:
                 next_expiry = now + assembler.flush_timeout / 4
                 completed += assembler.expire(now)
-            completed += assembler.add(record, now)
+            completed += _reference_add(assembler, record, now)
         except Exception as exc:  # noqa: BLE001
             errors.append((index, str(exc)))
     assembler._next_expiry = next_expiry
