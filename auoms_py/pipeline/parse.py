@@ -90,6 +90,11 @@ def _parse_any(line: str) -> Record:
 
 def parse_netlink(code: int, text: str) -> Record:
     """Parse the text of one kernel netlink record whose type code is known."""
+    return parse_netlink_pair((code, text))
+
+
+def _parse_netlink_text(code: int, text: str) -> Record:
+    """Every netlink text parse_netlink_pair does not take inline: an ENRICHED tail, padding, unknown codes."""
     if ENRICHED_SEPARATOR in text:
         text = text[:text.index(ENRICHED_SEPARATOR)]
     head, sep, body = text.partition("): ")
@@ -106,7 +111,7 @@ def parse_netlink(code: int, text: str) -> Record:
 
 def parse_netlink_pair(pair: tuple[int, str], _names=RECORD_TYPE_NAMES, _new=tuple.__new__, _record=Record,
                        _enriched=ENRICHED_SEPARATOR) -> Record:
-    """parse_netlink for a (type code, text) pair as the netlink reader gives them, the usual shape inline."""
+    """A kernel netlink record as the netlink reader gives it, a (type code, text) pair; the usual shape inline."""
     code, text = pair
     if text[:6] == "audit(" and _enriched not in text:
         close = text.find("): ")
@@ -115,7 +120,7 @@ def parse_netlink_pair(pair: tuple[int, str], _names=RECORD_TYPE_NAMES, _new=tup
             body = text[close + 3:]
             if body[:1] != " " and body[-1:] not in ("\n", "\x00"):
                 return _new(_record, (code, type_name, None, text[6:close], body))
-    return parse_netlink(code, text)
+    return _parse_netlink_text(code, text)
 
 
 def _parse_event_id(line: str, pos: int, code: int, type_name: str, node: str | None) -> Record:

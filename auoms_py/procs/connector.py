@@ -59,6 +59,18 @@ def kernel_filters_events(release: str | None = None) -> bool:
 
 def parse(data: bytes):
     """(kind, pid, ppid) tuples of one datagram: ("fork", child, parent) / ("exit", pid, 0) / ("other", 0, 0)."""
+    if len(data) >= _ONE_EVENT.size:  # the usual datagram: one message, one fork or exit, read in one unpack
+        length, what, first, second, third, fourth = _ONE_EVENT.unpack_from(data)
+        if length == len(data):
+            if what == PROC_EVENT_FORK:
+                return [("fork", third, second)] if third == fourth else []  # child pid == tgid: not a thread
+            if what == PROC_EVENT_EXIT:
+                return [("exit", first, 0)] if first == second else []
+    return _parse_messages(data)
+
+
+def _parse_messages(data: bytes):
+    """parse(), message by message: datagrams of several messages, and events other than fork and exit."""
     out = []
     offset = 0
     while offset + _HEADERS + _EVENT_HEAD.size <= len(data):
@@ -152,19 +164,6 @@ class ProcConnector:
         tree = self.tree
         counters = self.counters
         for data in datagrams:
-            if len(data) >= _ONE_EVENT.size:  # the usual datagram: one fork or exit, read in one unpack
-                length, what, first, second, third, fourth = _ONE_EVENT.unpack_from(data)
-                if length == len(data):
-                    if what == PROC_EVENT_FORK:
-                        if third == fourth:  # child_pid == child_tgid: a process, not a thread
-                            counters["forks"] += 1
-                            tree.note_fork(third, second)
-                        continue
-                    if what == PROC_EVENT_EXIT:
-                        if first == second:
-                            counters["exits"] += 1
-                            tree.note_exit(first)
-                        continue
             for kind, pid, ppid in parse(data):
                 if kind == "fork":
                     counters["forks"] += 1

@@ -315,7 +315,8 @@ def test_connector_datagrams_read_in_one_unpack_note_what_parse_finds():
     tree = ProcessTree()
     connector = cn.ProcConnector(tree)
     connector._note(datagrams)
-    expected = [entry for data in datagrams for entry in cn.parse(data)]
+    assert [cn.parse(data) for data in datagrams] == [cn._parse_messages(data) for data in datagrams]
+    expected = [entry for data in datagrams for entry in cn._parse_messages(data)]
     assert list(tree._pending) == [(1 if kind == "fork" else 2, pid, ppid) for kind, pid, ppid in expected
                                    if kind != "other"]
     assert list(tree._pending) == [(1, 11, 10), (2, 11, 0), (1, 13, 10), (2, 13, 0)]
