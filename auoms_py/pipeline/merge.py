@@ -314,13 +314,13 @@ class FastMerger(Merger):
 
     _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_sets", "path_suffixes", "execves", "proctitles",
                "tokens")
+    _CACHE_LIMITS = {"path_sets": 1024}  # an entry per program (and interpreter) run, each ~1 KiB: a host runs fewer
 
     def __init__(self, interpreter: Interpreter):
         super().__init__(interpreter)
         self._generation = None
         for name in self._CACHES:
-            setattr(self, name, _Cache())
-        self.path_sets = _Cache(1024)  # an entry per program (and interpreter) run, each ~1 KiB: a host runs fewer
+            setattr(self, name, _Cache(self._CACHE_LIMITS.get(name, _CACHE_LIMIT)))
         self.tokens: dict[tuple[int, str | None], _Cache] = {}  # (record code, arch) -> token cache
         self.fast_events = 0
         self.general_events = 0
