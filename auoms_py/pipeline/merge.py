@@ -285,6 +285,20 @@ def _plain_tokens(text: str) -> list[str]:
     return tokens
 
 
+def _cut_inode(body: str) -> tuple[str, int, str | None]:
+    """(PATH record text without its ` inode=N`, where that was, N), or (text, -1, None) when it has no inode made
+    of digits."""
+    at = body.find(" inode=")
+    if at > 0:
+        end = body.find(" ", at + 7)
+        if end < 0:
+            end = len(body)
+        inode = body[at + 7:end]
+        if inode.isdigit():
+            return body[:at] + body[end:], at, inode
+    return body, -1, None
+
+
 class _Cache(dict):
     """A dict that starts again empty when full, so memory stays bounded whatever the input."""
 
@@ -312,8 +326,7 @@ class FastMerger(Merger):
     the same Interpreter the general path uses.
     """
 
-    _CACHES = ("heads", "tails", "cwds", "saddrs", "paths", "path_sets", "path_suffixes", "execves", "proctitles",
-               "tokens")
+    _CACHES = ("heads", "tails", "cwds", "saddrs", "path_sets", "execves", "proctitles", "tokens")
     _CACHE_LIMITS = {"path_sets": 1024}  # an entry per program (and interpreter) run, each ~1 KiB: a host runs fewer
 
     def __init__(self, interpreter: Interpreter):
@@ -459,57 +472,66 @@ class FastMerger(Merger):
         return (cache.get(body) or self._token(cache, code, body, arch_raw))[:2]
 
     def _fast_paths(self, parts: list, paths: list) -> None:
-        # an execve's PATH records (the program, its interpreter) come back together, event after event
-        key = paths[0].body if len(paths) == 1 else tuple([path.body for path in paths])
-        entry = self.path_sets.get(key)
-        if entry is None:
-            entry = []
-            self._path_parts(entry, paths)
-            entry = self.path_sets.put(key, tuple(entry))
-        parts += entry
+        # An execve's PATH records (the program, its interpreter) come back together, event after event, but their
+        # inodes differ from file to file (and, for one program, from host to host): the set is looked up with
+        # the inodes cut out, and item 0's, the only one written, is put back.
+        if len(paths) == 1:
+            cut, at, inode = _cut_inode(paths[0].body)
+            key = (cut, at)
+        else:
+            cuts = [_cut_inode(path.body) for path in paths]
+            inode = cuts[0][2]
+            key = tuple([cut[:2] for cut in cuts])
+        entry = self.path_sets.get(key) or self._path_set(key, paths)
+        if inode is None:
+            parts.append((entry[0], entry[2]))
+        else:
+            parts.append((entry[0] + inode + entry[1], entry[2] + (("inode", inode, BARE),) + entry[3]))
+        parts.append(entry[4])
 
-    def _path_parts(self, parts: list, paths: list) -> None:
-        """The parts of an event's PATH records: item 0's fields, then the path_* arrays of all of them."""
-        cache = self.paths
-        entries = [cache.get(path.body) or self._path_entry(path.body) for path in paths]
-        for number, entry in enumerate(entries):
+    def _path_set(self, key, paths: list):
+        """For an event's PATH records (item 0, 1, 2... in order): (item 0's text up to its inode value, its text
+        after it, its triples before and after the inode, the path_* arrays part). Without an inode, item 0's
+        whole text and triples are the first and third."""
+        entries = []
+        for number, path in enumerate(paths):
+            entry = self._path_entry(*_cut_inode(path.body)[:2])
             if entry[0] != number:
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
-        if entries[0][1] is not None:
-            parts.append(entries[0][1])
+            entries.append(entry)
+        (before_text, before_triples), (after_text, after_triples) = entries[0][1:3]
+        if _cut_inode(paths[0].body)[1] >= 0:
+            before_text = f"{before_text} inode=" if before_text else "inode="
+            after_text = f" {after_text}" if after_text else ""
         # each entry holds its path's five JSON array elements, so the arrays are a few joins
         if len(entries) == 1:
-            arrays = [f"[{element}]" for element in entries[0][2]]
+            arrays = [f"[{element}]" for element in entries[0][3]]
         else:
-            arrays = ["[" + ",".join(column) + "]" for column in zip(*[entry[2] for entry in entries])]
-        parts.append((f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} path_ouid={arrays[3]} "
-                      f"path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES))))
+            arrays = ["[" + ",".join(column) + "]" for column in zip(*[entry[3] for entry in entries])]
+        arrays_part = (f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} "
+                       f"path_ouid={arrays[3]} path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES)))
+        return self.path_sets.put(key, (before_text, after_text, before_triples, after_triples, arrays_part))
 
-    def _path_entry(self, body: str):
-        """(item number, item 0's (text, triples) or None, JSON elements of name, nametype, mode, ouid, ogid)."""
-        stripped = body[:-1] if body.endswith(" ") else body
-        item, _, rest = stripped.partition(" ")
-        if not item.startswith("item=") or not item[5:].isdigit():
-            raise _NotFast
-        number = int(item[5:])
-        # `name=.. inode=..` differ from file to file; `dev=.. mode=.. ouid=.. ... cap_frootid=..` mostly repeat
-        dev_at = rest.find(" dev=")
-        if dev_at > 0:
-            text, triples, values = self._section(model.PATH, rest[:dev_at])
-            suffix = rest[dev_at + 1:]
-            more = self.path_suffixes.get(suffix) or self.path_suffixes.put(suffix, self._section(model.PATH, suffix))
-            text = f"{text} {more[0]}"
-            triples += more[1]
-            values = {**more[2], **values}
+    def _path_entry(self, cut: str, at: int):
+        """(item number, (text, triples) of the fields before the inode, and after it, JSON elements of name,
+        nametype, mode, ouid, ogid) for a PATH record whose inode was cut out at `at` (-1: it had none)."""
+        stripped = cut[:-1] if cut.endswith(" ") else cut
+        item, _, before = (stripped if at < 0 else stripped[:at]).partition(" ")
+        after = stripped[at + 1:] if at >= 0 else ""
+        if not item.startswith("item=") or not item[5:].isdigit() or not (before or after or at >= 0):
+            raise _NotFast  # not the kernel's layout, or nothing but the item number
+        before_text, before_triples, values = self._section(model.PATH, before) if before else ("", (), {})
+        if after:
+            after_text, after_triples, after_values = self._section(model.PATH, after)
+            values = {**after_values, **values}  # the first occurrence wins
         else:
-            text, triples, values = self._section(model.PATH, rest)
+            after_text, after_triples = "", ()
         if "item" in values or "node" in values:
             raise _NotFast  # fields the general path skips
-        item0 = (text, triples) if number == 0 else None
         columns = (_json_name(values.get("name")), values.get("nametype", values.get("objtype", "")),
                    values.get("mode", ""), values.get("ouid", ""), values.get("ogid", ""))
         columns = tuple([_json_string(value) for value in columns])  # JSON array elements
-        return self.paths.put(body, (number, item0, columns))
+        return (int(item[5:]), (before_text, before_triples), (after_text, after_triples), columns)
 
     def _execve(self, body: str):
         """([argc part, cmdline part], argv, cmdline) for a whole EXECVE record."""

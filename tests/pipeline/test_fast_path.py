@@ -76,3 +76,43 @@ def test_same_output_on_mutated_records(mutations, where):
         records[index] += mutation
     records.append("type=EOE msg=audit(1.001:1): ")
     assert_same(records + [line.replace(":1)", ":2)") for line in records])
+
+
+PATH_BODIES = [
+    'item=0 name="/bin/x" inode={inode} dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0',
+    "item=0 inode={inode} name=2F612062 nametype=NORMAL",  # inode first
+    'item=0 name="/x" nametype=NORMAL inode={inode}',  # inode last
+    'item=0 name="/x" nametype=NORMAL inode={inode} ',  # and a trailing space
+    "item=0 inode={inode}",
+    'item=0 name="/tmp/gone" nametype=UNKNOWN cap_fp=0',  # no inode
+    "item=0",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=len(PATH_BODIES) - 1),
+                          st.sampled_from(["5", "260601", "0", "x", '"7"', "5\t", "", "-3", "5 inode=6"]),
+                          st.booleans(), st.sampled_from(["9", "17", "a"])),
+                min_size=1, max_size=5))
+def test_same_output_when_only_inodes_differ(events):
+    """The PATH set cache is keyed without inodes: events that differ only there must still write their own."""
+    lines = []
+    for serial, (layout, inode, interpreter, second_inode) in enumerate(events, start=1):
+        lines.append(SYSCALL.format(n=serial).replace("items=1", "items=2" if interpreter else "items=1"))
+        lines.append(f"type=PATH msg=audit(1.001:{serial}): " + PATH_BODIES[layout].format(inode=inode))
+        if interpreter:
+            lines.append(f'type=PATH msg=audit(1.001:{serial}): item=1 name="/lib64/ld.so" inode={second_inode} '
+                         "dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL")
+        lines.append(f"type=EOE msg=audit(1.001:{serial}): ")
+    assert_same(lines)
+
+
+def test_inodes_are_written_per_event_from_one_cached_path_set():
+    lines = []
+    for serial, inode in enumerate(("11", "22", "33"), start=1):
+        lines += [SYSCALL.format(n=serial), f"type=PATH msg=audit(1.001:{serial}): " + PATH_BODIES[0].format(inode=inode),
+                  f"type=EOE msg=audit(1.001:{serial}): "]
+    fast, pipeline = outputs(lines, True)
+    written = [line for line in fast if line and line.startswith("type=AUOMS_EXECVE")]
+    assert [line.split(" inode=")[1].split(" ")[0] for line in written] == ["11", "22", "33"]
+    assert pipeline.merger.fast_events == 3 and len(pipeline.merger.path_sets) == 1
