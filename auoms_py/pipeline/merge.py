@@ -285,18 +285,19 @@ def _plain_tokens(text: str) -> list[str]:
     return tokens
 
 
-def _cut_inode(body: str) -> tuple[str, int, str | None]:
-    """(PATH record text without its ` inode=N`, where that was, N), or (text, -1, None) when it has no inode made
-    of digits."""
-    at = body.find(" inode=")
-    if at > 0:
-        end = body.find(" ", at + 7)
+def _cut_number(text: str, marker: str) -> tuple[str, int | None, str | None]:
+    """(text without `marker`N, where that was, N): `_cut_number("a=1 ses=5 b=2", " ses=")` is ("a=1 b=2", 3, "5");
+    (text, None, None) when marker is not there or not followed by digits."""
+    at = text.find(marker)
+    if at >= 0:
+        start = at + len(marker)
+        end = text.find(" ", start)
         if end < 0:
-            end = len(body)
-        inode = body[at + 7:end]
-        if inode.isdigit():
-            return body[:at] + body[end:], at, inode
-    return body, -1, None
+            end = len(text)
+        number = text[start:end]
+        if number.isdigit():
+            return text[:at] + text[end:], at, number
+    return text, None, None
 
 
 class _Cache(dict):
@@ -326,7 +327,7 @@ class FastMerger(Merger):
     the same Interpreter the general path uses.
     """
 
-    _CACHES = ("heads", "tails", "cwds", "saddrs", "path_sets", "execves", "proctitles", "tokens")
+    _CACHES = ("heads", "tails", "tail_rests", "cwds", "saddrs", "path_sets", "execves", "proctitles", "tokens")
     _CACHE_LIMITS = {"path_sets": 1024}  # an entry per program (and interpreter) run, each ~1 KiB: a host runs fewer
 
     def __init__(self, interpreter: Interpreter):
@@ -456,9 +457,23 @@ class FastMerger(Merger):
         return self.heads.put(head, (text, triples, name, arch_raw, tokens[2][8:]))
 
     def _syscall_tail(self, tail: str):
-        """(text, triples, uid, gid, exe, keys) for `auid=.. uid=.. ... exe=.. [subj=..] [key=..]`."""
+        """(text, triples, uid, gid, exe, keys) for `auid=.. uid=.. ... ses=.. comm=.. exe=.. [subj=..] [key=..]`.
+
+        A tail differs from the last one of the same user and program mostly by its session: the rest is
+        looked up with `ses=` cut out, and the session's field joins it."""
         stripped = tail[:-1] if tail.endswith(" ") else tail  # records without a key field end with a space
-        text, triples, values = self._section(model.SYSCALL, stripped)
+        cut, at, ses = _cut_number(stripped, " ses=")
+        if ses is None:
+            text, triples, values = self._section(model.SYSCALL, stripped)
+        else:
+            key = (cut, at)
+            before, after, values = self.tail_rests.get(key) or self.tail_rests.put(
+                key, self._sections_around(model.SYSCALL, cut, at))
+            cache = self._token_cache(model.SYSCALL, None)
+            token = "ses=" + ses
+            ses_text, ses_triples = (cache.get(token) or self._token(cache, model.SYSCALL, token, None))[:2]
+            text = " ".join([part for part in (before[0], ses_text, after[0]) if part])
+            triples = before[1] + ses_triples + after[1]
         if "exe" not in values or not _TAIL_FORBIDDEN.isdisjoint(values):
             raise _NotFast  # fields the general path skips or reads from the head
         return self.tails.put(tail, (text, triples, _int(values.get("uid")), _int(values.get("gid")),
@@ -476,10 +491,10 @@ class FastMerger(Merger):
         # inodes differ from file to file (and, for one program, from host to host): the set is looked up with
         # the inodes cut out, and item 0's, the only one written, is put back.
         if len(paths) == 1:
-            cut, at, inode = _cut_inode(paths[0].body)
+            cut, at, inode = _cut_number(paths[0].body, " inode=")
             key = (cut, at)
         else:
-            cuts = [_cut_inode(path.body) for path in paths]
+            cuts = [_cut_number(path.body, " inode=") for path in paths]
             inode = cuts[0][2]
             key = tuple([cut[:2] for cut in cuts])
         entry = self.path_sets.get(key) or self._path_set(key, paths)
@@ -495,12 +510,12 @@ class FastMerger(Merger):
         whole text and triples are the first and third."""
         entries = []
         for number, path in enumerate(paths):
-            entry = self._path_entry(*_cut_inode(path.body)[:2])
+            entry = self._path_entry(*_cut_number(path.body, " inode=")[:2])
             if entry[0] != number:
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
             entries.append(entry)
         (before_text, before_triples), (after_text, after_triples) = entries[0][1:3]
-        if _cut_inode(paths[0].body)[1] >= 0:
+        if _cut_number(paths[0].body, " inode=")[1] is not None:  # item 0's inode goes between the two
             before_text = f"{before_text} inode=" if before_text else "inode="
             after_text = f" {after_text}" if after_text else ""
         # each entry holds its path's five JSON array elements, so the arrays are a few joins
@@ -512,26 +527,33 @@ class FastMerger(Merger):
                        f"path_ouid={arrays[3]} path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES)))
         return self.path_sets.put(key, (before_text, after_text, before_triples, after_triples, arrays_part))
 
-    def _path_entry(self, cut: str, at: int):
+    def _path_entry(self, cut: str, at: int | None):
         """(item number, (text, triples) of the fields before the inode, and after it, JSON elements of name,
-        nametype, mode, ouid, ogid) for a PATH record whose inode was cut out at `at` (-1: it had none)."""
+        nametype, mode, ouid, ogid) for a PATH record whose inode was cut out at `at` (None: it had none)."""
         stripped = cut[:-1] if cut.endswith(" ") else cut
-        item, _, before = (stripped if at < 0 else stripped[:at]).partition(" ")
-        after = stripped[at + 1:] if at >= 0 else ""
-        if not item.startswith("item=") or not item[5:].isdigit() or not (before or after or at >= 0):
+        item, _, rest = stripped.partition(" ")
+        if not item.startswith("item=") or not item[5:].isdigit() or not (rest or at is not None):
             raise _NotFast  # not the kernel's layout, or nothing but the item number
-        before_text, before_triples, values = self._section(model.PATH, before) if before else ("", (), {})
-        if after:
-            after_text, after_triples, after_values = self._section(model.PATH, after)
-            values = {**after_values, **values}  # the first occurrence wins
-        else:
-            after_text, after_triples = "", ()
+        before, after, values = self._sections_around(model.PATH, rest, None if at is None else at - len(item) - 1)
         if "item" in values or "node" in values:
             raise _NotFast  # fields the general path skips
         columns = (_json_name(values.get("name")), values.get("nametype", values.get("objtype", "")),
                    values.get("mode", ""), values.get("ouid", ""), values.get("ogid", ""))
         columns = tuple([_json_string(value) for value in columns])  # JSON array elements
-        return (int(item[5:]), (before_text, before_triples), (after_text, after_triples), columns)
+        return (int(item[5:]), before, after, columns)
+
+    def _sections_around(self, code: int, text: str, at: int | None):
+        """((text, triples) before, (text, triples) after, {name: first raw value}) of a run of name=value tokens
+        from which `_cut_number` cut one out at `at` (-1: at the start; None: none was cut, all is before)."""
+        before = text if at is None else text[:at] if at > 0 else ""
+        after = text[at + 1:] if at is not None else ""
+        before_text, before_triples, values = self._section(code, before) if before else ("", (), {})
+        if after:
+            after_text, after_triples, after_values = self._section(code, after)
+            values = {**after_values, **values}  # the first occurrence wins
+        else:
+            after_text, after_triples = "", ()
+        return (before_text, before_triples), (after_text, after_triples), values
 
     def _execve(self, body: str):
         """([argc part, cmdline part], argv, cmdline) for a whole EXECVE record."""

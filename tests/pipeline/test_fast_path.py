@@ -116,3 +116,25 @@ def test_inodes_are_written_per_event_from_one_cached_path_set():
     written = [line for line in fast if line and line.startswith("type=AUOMS_EXECVE")]
     assert [line.split(" inode=")[1].split(" ")[0] for line in written] == ["11", "22", "33"]
     assert pipeline.merger.fast_events == 3 and len(pipeline.merger.path_sets) == 1
+
+
+SYSCALL_TAILS = [
+    'auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses={ses} comm="x" exe="/bin/x" key="k"',
+    "ses={ses} auid=1000 uid=1000 gid=1000 tty=pts0 comm=\"x\" exe=\"/bin/x\" ",  # first, and no key
+    'auid=0 uid=0 gid=0 comm="x" exe="/bin/x" ses={ses}',  # last
+    'auid=0 uid=0 ses={ses} gid=0 ses=7 comm="x" exe="/bin/x" key=(null)',  # twice
+    'auid=4294967295 uid=33 gid=33 tty=(none) comm="x" exe="/bin/x" key="k"',  # none
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=len(SYSCALL_TAILS) - 1),
+                          st.sampled_from(["1", "254", "4294967295", "-1", "x", '"3"', "", "5\t"])),
+                min_size=1, max_size=6))
+def test_same_output_when_only_sessions_differ(events):
+    """A SYSCALL tail that misses is built from a cache keyed without `ses=`: each event keeps its own session."""
+    lines = []
+    for serial, (layout, ses) in enumerate(events, start=1):
+        head = SYSCALL.format(n=serial).split(" auid=")[0]
+        lines += [f"{head} {SYSCALL_TAILS[layout].format(ses=ses)}", f"type=EOE msg=audit(1.001:{serial}): "]
+    assert_same(lines)
