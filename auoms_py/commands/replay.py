@@ -7,6 +7,7 @@ the file is read.
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from auoms_py.format import json as json_format
@@ -75,7 +76,8 @@ BATCH_BYTES = 1 << 20
 
 
 def _line_batches(stream, stats):
-    """(line number of the first line, lines) in batches of about a MiB: one decode and split per batch."""
+    """(line number of the first line, lines, their text or None) in batches of about a MiB: one decode and split
+    per batch."""
     lineno = 1
     rest = b""
     while True:
@@ -92,14 +94,34 @@ def _line_batches(stream, stats):
         data = data[:cut]
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        lines = data.decode("latin-1").split("\n")
+        text = data.decode("latin-1")
+        lines = text.split("\n")
         lines.pop()  # after the last newline
         stats["lines"] += len(lines)
-        yield lineno, lines
+        yield lineno, lines, text
         lineno += len(lines)
     if rest:
         stats["lines"] += 1
-        yield lineno, [rest.decode("latin-1")]
+        yield lineno, [rest.decode("latin-1")], None
+
+
+# A comment or a blank line (what str.strip() leaves empty) somewhere in a batch's text: one C-level search, so the
+# usual batch, which has neither, is not looked at line by line.
+_comment_or_blank = re.compile(r"^(?:#|\s*$)", re.MULTILINE).search
+
+
+def _records(lines: list[str], text: str | None, stats) -> list[str]:
+    """The lines that are records: not comments (`#...`), not blank."""
+    # endpos before the batch's final newline: after it there is no line, blank or not
+    if text is not None and _comment_or_blank(text, 0, len(text) - 1) is None:
+        return lines
+    records = []
+    for line in lines:
+        if line[:1] == "#" or not line.strip():
+            stats["comments"] += 1
+        else:
+            records.append(line)
+    return records
 
 
 def _position(lines: list[str], record_index: int) -> int:
@@ -136,13 +158,8 @@ def run(args) -> int:
         return 1
     try:
         for name, stream in _open_inputs(args.files):
-            for first_lineno, lines in _line_batches(stream, stats):
-                records = []
-                for line in lines:
-                    if line[:1] == "#" or not line.strip():
-                        stats["comments"] += 1
-                    else:
-                        records.append(line)
+            for first_lineno, lines, text in _line_batches(stream, stats):
+                records = _records(lines, text, stats)
 
                 def on_malformed(index, reason, name=name, records=records, first_lineno=first_lineno,
                                  lines=lines):

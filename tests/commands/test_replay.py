@@ -3,6 +3,9 @@ import json
 import subprocess
 import sys
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.paths import AUOMS_REF, REFERENCE, SAMPLES
 
 USERDB = ["--passwd", str(AUOMS_REF / "passwd"), "--group", str(AUOMS_REF / "group")]
@@ -56,3 +59,17 @@ def test_msticpy_log_every_event_out():
     lines = result.stdout.splitlines()
     assert len(lines) == 938 and all(json.loads(line) for line in lines)
     assert "1708 records" in result.stderr.decode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["type=EOE msg=audit(1.2:3): ", "# c", " #x", "", " ", "\t", "\x1d", "\x85", "\xa0",
+                                 "\x0b \x0c", "a\x1d", "x", " \x1c y", "##"]), min_size=1, max_size=8))
+def test_a_batch_without_comments_or_blank_lines_is_taken_whole_and_others_are_filtered(lines):
+    """The batch-level search must agree with the per-line rule (`#` first, or nothing left by str.strip)."""
+    from auoms_py.commands.replay import _records
+
+    text = "\n".join(lines) + "\n"
+    stats = {"comments": 0}
+    expected = [line for line in lines if not (line[:1] == "#" or not line.strip())]
+    assert _records(lines, text, stats) == expected
+    assert stats["comments"] == len(lines) - len(expected)
