@@ -7,7 +7,7 @@ from auoms_py.filters.schema import ALL_OUTPUTS, FilterConfig, ProcessFilterSpec
 def _identity(text: str | None, resolved: int | None, what: str) -> str:
     if text is None:
         return ""
-    if text.isdigit():
+    if text.isdecimal():
         return f"{what} id {text}"
     return f"{what} {text} ({'id ' + str(resolved) if resolved is not None else 'unknown here'})"
 

@@ -79,7 +79,7 @@ def parse_conf(text: str, path: str = "<conf>") -> dict[str, tuple[str, int]]:
 
 def _identity(value):
     text = str(value)
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isdecimal() else text
 
 
 def _name_for(entry: dict, used: set[str]) -> str:

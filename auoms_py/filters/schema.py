@@ -382,7 +382,7 @@ class _Checker:
                 return None, None
             return value, str(value)
         text = str(value)
-        if text.isdigit():
+        if text.isdecimal():
             return int(text), text
         return lookup(text), text
 

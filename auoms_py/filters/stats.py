@@ -160,7 +160,7 @@ class NoiseStats:
             if cmdline and cmdline != NONE:
                 spec["cmdline"] = [{"prefix": cmdline}]
             if user != NONE and not user.startswith(("unknown", "unset")):
-                spec["user"] = int(user) if user.isdigit() else user
+                spec["user"] = int(user) if user.isdecimal() else user
             spec["syscalls"] = syscalls
             spec["depth"] = 0
             counts = ", ".join(f"{name} {row.syscalls[name]}" for name in syscalls[:6])

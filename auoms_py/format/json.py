@@ -31,7 +31,7 @@ def text(value: str) -> str:
 
 
 def _number(value: str):
-    if value.isdigit() or (value[:1] == "-" and value[1:].isdigit()):
+    if value.isdecimal() or (value[:1] == "-" and value[1:].isdecimal()):
         return int(value)
     return text(value)
 
@@ -43,7 +43,7 @@ def _typed(name: str, value: str, style: int):
         if name in ARRAY_FIELDS:
             items = json.loads(value)
             if name in _NUMERIC_ARRAYS:
-                return [int(item) if item.isdigit() else item for item in items]
+                return [int(item) if item.isdecimal() else item for item in items]
             return items
     elif name == "ses" or name == "old-ses":
         return _number(value)  # "-1"

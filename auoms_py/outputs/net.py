@@ -66,7 +66,7 @@ def parse_address(text: str, schemes: tuple[str, ...]) -> Address | str:
         port = port[1:] if port.startswith(":") else ""
     else:
         host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdecimal() or not 0 < int(port) < 65536:
         return f"must be {scheme}://HOST:PORT with a port from 1 to 65535, got {text!r}"
     return Address(scheme, host=host, port=int(port))
 

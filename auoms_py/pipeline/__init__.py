@@ -11,7 +11,7 @@ from auoms_py.pipeline.assemble import Assembler
 from auoms_py.pipeline.interpret import Interpreter
 from auoms_py.pipeline.merge import FastMerger, Merger
 from auoms_py.pipeline.model import Event, OutputRecord, Record
-from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_netlink_pair
+from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_lines, parse_netlink_pair
 from auoms_py.pipeline.userdb import UserDB
 
 __all__ = ["Pipeline", "UserDB", "MalformedRecord", "OutputRecord", "Record", "Event"]
@@ -47,7 +47,10 @@ class Pipeline:
 
     def feed_lines(self, lines, now: float = 0.0, on_malformed=None) -> list[list[OutputRecord]]:
         """Many lines at once (the cheaper way for a batch); `on_malformed(index, reason)` hears of bad ones."""
-        return self._feed(lines, parse_line, now, on_malformed)
+        records = parse_lines(lines)
+        if records is None:  # some line is malformed: parse them one by one
+            return self._feed(lines, parse_line, now, on_malformed)
+        return self._feed(records, None, now, on_malformed, lines)
 
     def feed_netlink(self, code: int, text: str, now: float = 0.0) -> list[list[OutputRecord]]:
         """One kernel netlink record: its type code and its `audit(...): ...` text."""
@@ -60,9 +63,12 @@ class Pipeline:
     def feed_record(self, record: Record, now: float = 0.0) -> list[list[OutputRecord]]:
         return self._feed((record,), _parsed, now, None)
 
-    def _feed(self, items, parse, now: float, on_malformed) -> list[list[OutputRecord]]:
-        """Parse and assemble items; merge the events they complete (or that expired on the way)."""
+    def _feed(self, items, parse, now: float, on_malformed, lines=None) -> list[list[OutputRecord]]:
+        """Parse (unless `parse` is None: items are records, parsed from `lines`) and assemble items; merge the
+        events they complete (or that expired on the way)."""
         def on_error(index: int, item, exc: Exception) -> None:
+            if lines is not None:
+                item = lines[index]
             if isinstance(exc, MalformedRecord):
                 reason = str(exc)
             else:
@@ -84,7 +90,7 @@ class Pipeline:
         seconds = key.partition(".")[0]
         if seconds != self._clock_text:
             self._clock_text = seconds
-            if seconds.isdigit() and int(seconds) > self._clock:
+            if seconds.isdecimal() and int(seconds) > self._clock:
                 self._clock = int(seconds)
         return self._clock
 

@@ -57,7 +57,8 @@ class Assembler:
         return self.add_all((record,), _as_is, now)
 
     def add_all(self, items, parse, now: float, clock=None, on_error=None) -> list[Event]:
-        """Parse each item and add the record; returns the events completed, expired or evicted on the way.
+        """Parse each item (`parse` None: items are records) and add the record; returns the events completed,
+        expired or evicted on the way.
 
         The loop every input goes through: the usual record (one more of an open event, or its EOE) is added
         inline, without a call per record (a test holds it equal to the same steps spelled out per record). `clock(key) -> now`, when given (replay: the log's own time), is asked for the time at
@@ -76,7 +77,7 @@ class Assembler:
         try:
             for index, item in enumerate(items):
                 try:
-                    record = parse(item)
+                    record = item if parse is None else parse(item)
                     key = record[3]
                     event = open_event(key)
                     if event is None:

@@ -37,16 +37,16 @@ def collect_args(execve_fields: list[list[tuple[str, str]]]) -> tuple[int | None
             if name[:1] != "a":
                 continue
             if name == "argc":
-                if value.isdigit():
+                if value.isdecimal():
                     argc = int(value)
                 continue
             rest = name[1:]
-            if rest.isdigit():
+            if rest.isdecimal():
                 args[int(rest)] = value
                 continue
             number, sep, tail = rest.partition("_")
-            if sep and tail == "len" and number.isdigit():
-                if value.isdigit():
+            if sep and tail == "len" and number.isdecimal():
+                if value.isdecimal():
                     existing = args.get(int(number))
                     if not isinstance(existing, _LongArg):
                         args[int(number)] = _LongArg(int(value))
@@ -54,7 +54,7 @@ def collect_args(execve_fields: list[list[tuple[str, str]]]) -> tuple[int | None
                         existing.length = int(value)
                 continue
             number, sep, tail = rest.partition("[")
-            if sep and number.isdigit() and tail[:-1].isdigit() and tail[-1:] == "]":
+            if sep and number.isdecimal() and tail[:-1].isdecimal() and tail[-1:] == "]":
                 long_arg = args.get(int(number))
                 if isinstance(long_arg, _LongArg):
                     long_arg.pieces[int(tail[:-1])] = value

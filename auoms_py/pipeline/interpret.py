@@ -98,7 +98,7 @@ def syscall_name(raw: str, arch_raw: str | None) -> str:
         return "unknown-syscall()"
     arch, value = arch_name(arch_raw)
     table = SYSCALL_NAMES.get(ARCH_NAMES.get(value)) if value is not None else None
-    if table is None or not raw.lstrip("-").isdigit():
+    if table is None or not raw.lstrip("-").isdecimal():
         return f"unknown-syscall({raw})"
     name = table.get(int(raw))
     return name if name is not None else f"unknown-syscall({raw})"
@@ -106,7 +106,7 @@ def syscall_name(raw: str, arch_raw: str | None) -> str:
 
 def _id_number(raw: str) -> int | None:
     """A uid/gid as the kernel logs it: unsigned decimal, or -1 in some records (OBJ_PID's oauid)."""
-    if raw.isdigit():
+    if raw.isdecimal():
         return int(raw)
     if raw == "-1":
         return UNSET_ID

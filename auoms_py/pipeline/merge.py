@@ -29,7 +29,7 @@ _SKIP_PATH_FIELDS = frozenset(("item", "node"))
 
 
 def _int(value: str | None) -> int | None:
-    if value is not None and value.isdigit():
+    if value is not None and value.isdecimal():
         return int(value)
     return None
 
@@ -63,7 +63,7 @@ def render(name: str, value: str, style: int) -> str:
 def _item_number(fields: list[tuple[str, str]]) -> int:
     for name, value in fields:
         if name == "item":
-            return int(value) if value.isdigit() else 1 << 30
+            return int(value) if value.isdecimal() else 1 << 30
     return 1 << 30
 
 
@@ -295,7 +295,7 @@ def _cut_number(text: str, marker: str) -> tuple[str, int | None, str | None]:
         if end < 0:
             end = len(text)
         number = text[start:end]
-        if number.isdigit():
+        if number.isdecimal():
             return text[:at] + text[end:], at, number
     return text, None, None
 
@@ -532,7 +532,7 @@ class FastMerger(Merger):
         nametype, mode, ouid, ogid) for a PATH record whose inode was cut out at `at` (None: it had none)."""
         stripped = cut[:-1] if cut.endswith(" ") else cut
         item, _, rest = stripped.partition(" ")
-        if not item.startswith("item=") or not item[5:].isdigit() or not (rest or at is not None):
+        if not item.startswith("item=") or not item[5:].isdecimal() or not (rest or at is not None):
             raise _NotFast  # not the kernel's layout, or nothing but the item number
         before, after, values = self._sections_around(model.PATH, rest, None if at is None else at - len(item) - 1)
         if "item" in values or "node" in values:
@@ -561,7 +561,7 @@ class FastMerger(Merger):
             raise _NotFast  # split arguments: the general path reassembles them
         tokens = _plain_tokens(body)
         argc_token = tokens[0]
-        if not argc_token.startswith("argc=") or not argc_token[5:].isdigit():
+        if not argc_token.startswith("argc=") or not argc_token[5:].isdecimal():
             raise _NotFast
         argc = int(argc_token[5:])
         if len(tokens) != argc + 1 or argc_token[5:] != str(argc):

@@ -23,7 +23,7 @@ def _read_db(path: str | None) -> dict[int, str]:
         if not line or line[0] == "#":
             continue
         parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
+        if len(parts) >= 3 and parts[2].isdecimal():
             names.setdefault(int(parts[2]), parts[0])  # first entry wins, as getpwuid does
     return names
 

@@ -31,7 +31,7 @@ def format_cmdline(raw: bytes) -> str:
 
 def list_pids(root: str = "/proc") -> list[int]:
     try:
-        return [int(name) for name in os.listdir(root) if name.isdigit()]
+        return [int(name) for name in os.listdir(root) if name.isdecimal()]
     except OSError:
         return []
 

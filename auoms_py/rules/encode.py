@@ -91,7 +91,7 @@ def c_integer(text: str, *, signed: bool = True) -> int:
     elif s.startswith("0") and len(s) > 1:
         value = int(s[1:], 8)
     else:
-        if not s.isdigit():
+        if not s.isdecimal():
             raise ValueError(text)
         value = int(s)
     if negative:
@@ -119,7 +119,7 @@ def arch_value(text: str, host_machine: str) -> int:
         return tables.MACHINE_ARCH[machine]
     if lowered in tables.MACHINE_ARCH:
         return tables.MACHINE_ARCH[lowered]
-    if text[:1].isdigit():
+    if text[:1].isdecimal():
         try:
             value = c_integer(text, signed=False)
         except ValueError:
@@ -146,9 +146,9 @@ def msg_type_number(text: str) -> int:
     upper = text.upper()
     if upper in _MSG_TYPE_NUMBERS:
         return _MSG_TYPE_NUMBERS[upper]
-    if upper.startswith("UNKNOWN[") and upper.endswith("]") and upper[8:-1].isdigit():
+    if upper.startswith("UNKNOWN[") and upper.endswith("]") and upper[8:-1].isdecimal():
         return int(upper[8:-1])
-    if text.isdigit():
+    if text.isdecimal():
         return int(text)
     raise RuleError(f"msgtype={text}: unknown message type")
 
@@ -178,7 +178,7 @@ class FieldEncoder:
         numbers = syscall_numbers(machine)
         nr = numbers.get(name.lower())
         if nr is None:
-            if not name[:1].isdigit():
+            if not name[:1].isdecimal():
                 raise RuleError(f"syscall name unknown on {machine}: {name}")
             try:
                 nr = c_integer(name)
@@ -217,9 +217,9 @@ class FieldEncoder:
     def _value(self, field: int, name: str, op: int, v: str, flags: int | None) -> int | str:
         exit_list = tables.LISTS["exit"]
         if field in _UID_FIELDS:
-            if v[:1].isdigit():
+            if v[:1].isdecimal():
                 return self._number(name, v, signed=False)
-            if len(v) >= 2 and v[0] == "-" and v[1].isdigit():
+            if len(v) >= 2 and v[0] == "-" and v[1].isdecimal():
                 return self._number(name, v)
             if v == "unset":
                 return UNSET_ID
@@ -228,7 +228,7 @@ class FieldEncoder:
             except KeyError:
                 raise RuleError(f"unknown user: {v}") from None
         if field in _GID_FIELDS:
-            if v[:1].isdigit():
+            if v[:1].isdecimal():
                 return self._number(name, v)
             try:
                 return grp.getgrnam(v).gr_gid
@@ -237,7 +237,7 @@ class FieldEncoder:
         if field == F["exit"]:
             if flags != exit_list:
                 raise RuleError(f"{name} can only be used with the exit list")
-            if v[:1].isdigit() or (len(v) >= 2 and v[0] == "-" and v[1].isdigit()):
+            if v[:1].isdecimal() or (len(v) >= 2 and v[0] == "-" and v[1].isdecimal()):
                 return self._number(name, v)
             negative = v.startswith("-")
             nr = tables.ERRNO_NUMBERS.get(v.lstrip("-").upper())
@@ -294,15 +294,15 @@ class FieldEncoder:
             if op not in (OP["="], OP["!="]):
                 raise RuleError("fstype only takes = or != operators")
             self.filterfs_added = True
-            if v[:1].isdigit():
+            if v[:1].isdecimal():
                 return self._number(name, v, signed=False)
             if v.lower() not in tables.FS_TYPES:
                 raise RuleError(f"file system type is unknown: {v}")
             return tables.FS_TYPES[v.lower()]
         if F["a0"] <= field <= F["a3"]:
-            if v[:1].isdigit():
+            if v[:1].isdecimal():
                 return self._number(name, v, signed=False)
-            if len(v) >= 2 and v[0] == "-" and v[1].isdigit():
+            if len(v) >= 2 and v[0] == "-" and v[1].isdecimal():
                 return self._number(name, v)
             raise RuleError(f"-F value should be a number for {name}")
         if field == F["sessionid"]:
@@ -312,9 +312,9 @@ class FieldEncoder:
                 raise RuleError("sessionid must be used with the exclude, user or exit list")
             if v == "unset":
                 return UNSET_ID
-            if v[:1].isdigit():
+            if v[:1].isdecimal():
                 return self._number(name, v, signed=False)
-            if len(v) >= 2 and v[0] == "-" and v[1].isdigit():
+            if len(v) >= 2 and v[0] == "-" and v[1].isdecimal():
                 return self._number(name, v)
             raise RuleError(f"-F value should be a number or unset for {name}")
         if field == F["saddr_fam"]:
@@ -331,7 +331,7 @@ class FieldEncoder:
             raise RuleError("inode only takes = or != operators")
         if field == F["ppid"] and flags != exit_list:
             raise RuleError("ppid can only be used with the exit list")
-        if not v[:1].isdigit():
+        if not v[:1].isdecimal():
             raise RuleError(f"-F value should be a number for {name}")
         return self._number(name, v, signed=field != F["inode"])
 

@@ -258,7 +258,7 @@ def parse_line(words: list[str], *, host_machine: str, features: int, warnings: 
     unknown_arch_syscalls: list[str] = []
 
     def number(option: str, arg: str) -> int:
-        if not arg[:1].isdigit():
+        if not arg[:1].isdecimal():
             raise RuleError(f"{option} must be a number, was {arg}")
         try:
             return c_integer(arg, signed=False)
@@ -300,7 +300,7 @@ def parse_line(words: list[str], *, host_machine: str, features: int, warnings: 
                 raise RuleError("syscalls can't be given for the exclude list")
             if listno == tables.LISTS["io_uring"]:
                 for op_number in arg.split(","):
-                    if op_number != "all" and not op_number.isdigit():
+                    if op_number != "all" and not op_number.isdecimal():
                         raise RuleError(f"the io_uring list takes io_uring operation numbers with -S, not names: "
                                         f"{op_number}")
             elif not enc.arch:
@@ -442,7 +442,7 @@ def parse_file(path: str | Path, **kwargs) -> ParseResult:
 
 def natural_key(name: str) -> list:
     """`ls -v` order: digit runs compare as numbers (9-x.rules before 10-x.rules)."""
-    return [(0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+    return [(0, int(part), part) if part.isdecimal() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
 def rules_files(directory: str | Path) -> list[Path]:

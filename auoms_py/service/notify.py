@@ -48,7 +48,7 @@ def watchdog_interval() -> float | None:
     """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC, as sd_watchdog_enabled() advises), or None when
     systemd does not watch this process."""
     usec = os.environ.get("WATCHDOG_USEC", "")
-    if not usec.isdigit() or int(usec) == 0 or not os.environ.get("NOTIFY_SOCKET"):
+    if not usec.isdecimal() or int(usec) == 0 or not os.environ.get("NOTIFY_SOCKET"):
         return None
     pid = os.environ.get("WATCHDOG_PID", "")
     if pid and pid != str(os.getpid()):  # meant for another process (e.g. the one that detached us)

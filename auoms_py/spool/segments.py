@@ -181,7 +181,7 @@ class Spool:
     def _recover(self) -> None:
         names = []
         for entry in os.listdir(self.dir):
-            if entry.endswith(SUFFIX) and entry[:-len(SUFFIX)].isdigit():
+            if entry.endswith(SUFFIX) and entry[:-len(SUFFIX)].isdecimal():
                 names.append(int(entry[:-len(SUFFIX)]))
             elif entry.endswith(".tmp"):
                 os.unlink(os.path.join(self.dir, entry))
@@ -250,7 +250,7 @@ class Spool:
             log.warning("spool %s: cursor unreadable (%s): delivering everything in the spool", self.name, exc)
             return start
         parts = text.split()
-        if len(parts) != 5 or parts[0] != "v1" or not all(p.isdigit() for p in parts[1:]):
+        if len(parts) != 5 or parts[0] != "v1" or not all(p.isdecimal() for p in parts[1:]):
             log.warning("spool %s: cursor damaged (%r): delivering everything in the spool", self.name, text[:80])
             return start
         acked, seg, off, frame_seq = map(int, parts[1:])
