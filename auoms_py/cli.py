@@ -23,11 +23,13 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` (what a run of it needs: the other commands' modules
+    and their imports, such as the agent's configuration, YAML and TLS for `replay`, are then never loaded)."""
     parser = argparse.ArgumentParser(prog="auoms-py", description="Linux audit forwarding agent (AUOMS-compatible)")
     parser.add_argument("--version", action="version", version=f"auoms-py {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMANDS.values():
+    for module_name in [COMMANDS[command]] if command in COMMANDS else COMMANDS.values():
         try:
             module = importlib.import_module(f"auoms_py.commands.{module_name}")
         except ModuleNotFoundError as exc:
@@ -48,7 +50,8 @@ def tune_gc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     tune_gc()
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words[0] if words else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -73,3 +73,13 @@ def test_a_batch_without_comments_or_blank_lines_is_taken_whole_and_others_are_f
     expected = [line for line in lines if not (line[:1] == "#" or not line.strip())]
     assert _records(lines, text, stats) == expected
     assert stats["comments"] == len(lines) - len(expected)
+
+
+def test_replay_loads_no_other_command():
+    """`auoms-py replay` builds only its own parser: the agent's configuration (YAML, TLS, spool) stays unloaded,
+    which is a third of replay's start-up."""
+    code = ("import sys; from auoms_py import cli; status = cli.main(['replay', '--quiet', '/dev/null']); "
+            "print(status, sorted(m for m in sys.modules if m.startswith(('auoms_py.service', 'auoms_py.commands', "
+            "'yaml', 'ssl'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split(" ", 1) == ["0", "['auoms_py.commands', 'auoms_py.commands.replay']\n"]
