@@ -48,11 +48,7 @@ class Writer:
     def write(self, output_events) -> None:
         lines = []
         if self.fmt == "mstic":
-            for records in output_events:
-                for record in records:
-                    body = mstic.format_record(record, self.excluded_types)
-                    if body is not None:
-                        lines.append(body)
+            lines = mstic.format_lines(output_events, self.excluded_types)
             data = "\n".join(lines).encode("latin-1") if lines else b""
         elif self.fmt == "oms":
             for records in output_events:

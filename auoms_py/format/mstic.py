@@ -17,6 +17,7 @@ DEFAULT_EXCLUDED_TYPES = frozenset((
 ))
 
 _CONTROL_BYTES = bytes(range(0x20)) + b"\x7f"
+_CONTROL_BYTES_BUT_NEWLINE = _CONTROL_BYTES.replace(b"\n", b"")
 
 
 def _write_fields(parts: list, fields, prefix: str = "") -> None:
@@ -29,6 +30,36 @@ def _write_fields(parts: list, fields, prefix: str = "") -> None:
 
 def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES) -> str | None:
     """The syslog body for one output record, or None if its record type is not written."""
+    line = _unchecked_line(record, excluded_types)
+    if line is None or _clean(line):
+        return line
+    return tty_escape(line)
+
+
+def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES) -> list[str]:
+    """The syslog bodies of many output events (lists of records), as format_record writes them one by one; the
+    control-byte check runs once over all of them (one C-level pass instead of one per line)."""
+    lines = []
+    append = lines.append
+    for records in output_events:
+        for record in records:
+            line = _unchecked_line(record, excluded_types)
+            if line is not None:
+                append(line)
+    text = "\n".join(lines)
+    if _clean(text, _CONTROL_BYTES_BUT_NEWLINE) and text.count("\n") == len(lines) - 1:  # newlines only between
+        return lines
+    return [line if _clean(line) else tty_escape(line) for line in lines]
+
+
+def _clean(text: str, controls: bytes = _CONTROL_BYTES) -> bool:
+    """No byte of `controls` (C0 and DEL) and none above 0x7F. Deleting them changes nothing: in C, twice as fast
+    as str.isprintable's per-character test."""
+    return text.isascii() and len(text.encode("ascii").translate(None, controls)) == len(text)
+
+
+def _unchecked_line(record: OutputRecord, excluded_types: frozenset) -> str | None:
+    """The line before control and non-ASCII bytes are escaped, or None if its record type is not written."""
     if record.type_name in excluded_types:
         return None
     head = f"type={record.type_name} audit({record.sec}.{record.msec:03d}:{record.serial}):"
@@ -44,9 +75,4 @@ def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCL
             _write_fields(parts, merged.fields, type_name + "_")
     if record.is_syscall:
         parts.append(f"containerid={record.containerid}")
-    line = " ".join(parts)
-    # no C0 or DEL byte: deleting them changes nothing (in C, twice as fast as str.isprintable's per-character test)
-    if line.isascii() and len(line.encode("ascii").translate(None, _CONTROL_BYTES)) == len(line):
-        return line
-    # control and non-ASCII bytes, wherever they are (values, odd field names), as \xNN: one pass, rarely taken
-    return tty_escape(line)
+    return " ".join(parts)

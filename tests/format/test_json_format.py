@@ -60,3 +60,19 @@ def test_any_bytes_give_valid_output_in_every_format(chunks):
             json.loads(json_format.format_record(record))
             body = mstic.format_record(record, frozenset())
             assert "\n" not in body and "\x00" not in body
+    # the batch formatter checks control bytes once over all lines: it must write what format_record writes
+    assert mstic.format_lines(events, frozenset()) == [mstic.format_record(record, frozenset())
+                                                       for records in events for record in records]
+
+
+def test_batch_mstic_lines_equal_one_by_one_on_clean_and_escaped_events():
+    events = run_lines(read_lines(AUOMS_REF / "raw_test_events.log"))
+    one_by_one = [line for records in events for record in records
+                  if (line := mstic.format_record(record)) is not None]
+    assert mstic.format_lines(events) == one_by_one and len(one_by_one) == 8
+    (escaped,) = run_lines(["type=CWD msg=audit(1.001:1): cwd=610A62C3A9"])  # a newline and UTF-8 in the cwd
+    assert mstic.format_lines(events + [escaped]) == one_by_one + [mstic.format_record(escaped[0])]
+    assert 'cwd="a\\x0Ab\\xC3\\xA9"' in mstic.format_lines([escaped])[0]
+    (newline,) = run_lines(["type=CWD msg=audit(1.001:1): cwd=610A62"])  # ASCII, and a newline only
+    assert mstic.format_lines(events + [newline])[-1] == mstic.format_record(newline[0])
+    assert 'cwd="a\\x0Ab"' in mstic.format_lines([newline])[0]
