@@ -72,40 +72,37 @@ class _Classified:
 
     __slots__ = ("syscall", "cwd", "sockaddr", "integrity", "proctitle", "paths", "execves", "others")
 
-    def __init__(self, records):
-        self.syscall = self.cwd = self.sockaddr = self.integrity = self.proctitle = None
-        self.paths = []
-        self.execves = []
-        self.others = []
+    def __init__(self, records, _syscall=model.SYSCALL, _execve=model.EXECVE, _path=model.PATH, _cwd=model.CWD,
+                 _sockaddr=model.SOCKADDR, _integrity=model.INTEGRITY_RULE, _proctitle=model.PROCTITLE):
+        # (the default arguments make the type codes locals: this runs for every syscall event)
+        syscall = cwd = sockaddr = integrity = proctitle = None
+        self.paths = paths = []
+        self.execves = execves = []
+        self.others = others = []
         for record in records:
-            code = record.code
-            if code == model.SYSCALL:
-                if self.syscall is None:
-                    self.syscall = record
-                    continue
-            elif code == model.EXECVE:
-                self.execves.append(record)
-                continue
-            elif code == model.PATH:
-                self.paths.append(record)
-                continue
-            elif code == model.CWD:
-                if self.cwd is None:
-                    self.cwd = record
-                continue
-            elif code == model.SOCKADDR:
-                if self.sockaddr is None:
-                    self.sockaddr = record
-                continue
-            elif code == model.INTEGRITY_RULE:
-                if self.integrity is None:
-                    self.integrity = record
-                continue
-            elif code == model.PROCTITLE:
-                if self.proctitle is None:
-                    self.proctitle = record
-                continue
-            self.others.append(record)
+            code = record[0]
+            if code == _path:
+                paths.append(record)
+            elif code == _execve:
+                execves.append(record)
+            elif code == _syscall and syscall is None:
+                syscall = record
+            elif code == _cwd:
+                if cwd is None:
+                    cwd = record
+            elif code == _proctitle:
+                if proctitle is None:
+                    proctitle = record
+            elif code == _sockaddr:
+                if sockaddr is None:
+                    sockaddr = record
+            elif code == _integrity:
+                if integrity is None:
+                    integrity = record
+            else:
+                others.append(record)  # and a second SYSCALL record
+        self.syscall, self.cwd, self.sockaddr, self.integrity, self.proctitle = (syscall, cwd, sockaddr, integrity,
+                                                                                 proctitle)
 
 
 class Merger:
