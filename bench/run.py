@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -56,21 +57,22 @@ def stage_costs(path: Path) -> list[tuple[str, float]]:
     from auoms_py.pipeline.assemble import Assembler
     from auoms_py.pipeline.interpret import Interpreter
     from auoms_py.pipeline.merge import FastMerger, Merger
-    from auoms_py.pipeline.parse import parse_line
+    from auoms_py.pipeline.parse import parse_lines
 
     lines = path.read_bytes().decode("latin-1").splitlines()
     results = []
     clock = time.process_time
 
+    batches = [lines[i:i + 5000] for i in range(0, len(lines), 5000)]  # about replay's MiB batches
     start = clock()
-    records = [parse_line(line) for line in lines]
-    results.append(("parse (line -> record)", clock() - start))
+    record_batches = [parse_lines(batch) for batch in batches]
+    results.append(("parse (lines -> records)", clock() - start))
 
     start = clock()
     assembler = Assembler()
     events = []
-    for record in records:
-        events += assembler.add(record, 0.0)
+    for records in record_batches:
+        events += assembler.add_all(records, None, 0.0)
     events += assembler.flush()
     results.append(("assemble (records -> events)", clock() - start))
 
@@ -82,17 +84,15 @@ def stage_costs(path: Path) -> list[tuple[str, float]]:
         results.append((label, clock() - start))
 
     start = clock()
-    for output_event in out:
-        for record in output_event:
-            mstic.format_record(record)
+    for i in range(0, len(out), 1000):
+        mstic.format_lines(out[i:i + 1000])
     results.append(("format mstic", clock() - start))
 
     pipeline = Pipeline(UserDB(), log_time=True)
     start = clock()
-    out = pipeline.feed_lines(lines) + pipeline.flush()
-    for output_event in out:
-        for record in output_event:
-            mstic.format_record(record)
+    for batch in batches:
+        mstic.format_lines(pipeline.feed_lines(batch))
+    mstic.format_lines(pipeline.flush())
     results.append(("whole pipeline + mstic, in process", clock() - start))
     return results
 
@@ -115,6 +115,8 @@ def main() -> int:
     parser.add_argument("--interleave", type=int, default=2)
     parser.add_argument("--no-eoe", action="store_true")
     parser.add_argument("--skip-stages", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of all commands, one after the other; the "
+                        "table gives each command's median (default 3)")
     args = parser.parse_args()
 
     corpus = make_corpus(args.events, args.seed, args.interleave, args.no_eoe)
@@ -132,13 +134,19 @@ def main() -> int:
         ("auoms-py replay --format json", auoms + ["replay", "--quiet", "--format", "json", str(corpus)]),
         ("auoms-py replay --format oms", auoms + ["replay", "--quiet", "--format", "oms", str(corpus)]),
     ]
-    baseline = None
-    for label, cmd in runs:
-        wall, cpu, rss = timed(cmd)
-        if baseline is None:
-            baseline = wall
+    # rounds of every command in turn, so that a change in the machine's load touches all of them alike
+    rounds = [[timed(cmd) for _label, cmd in runs] for _ in range(args.repeat)]
+    baseline = statistics.median(round_[0][0] for round_ in rounds)
+    for index, (label, _cmd) in enumerate(runs):
+        wall = statistics.median(round_[index][0] for round_ in rounds)
+        cpu = statistics.median(round_[index][1] for round_ in rounds)
+        rss = max(round_[index][2] for round_ in rounds)
+        ratios = sorted(round_[index][0] / round_[0][0] for round_ in rounds)
+        spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
         print(f"| {label} | {wall:.2f} | {cpu:.2f} | {events / wall:,.0f} | {size_mb / wall:.1f} | {rss:.0f} | "
-              f"{wall / baseline:.2f}x |")
+              f"{wall / baseline:.2f}x{spread} |")
+    if args.repeat > 1:
+        print(f"\nmedians of {args.repeat} rounds; in brackets, the lowest and highest ratio within one round")
     if not args.skip_stages:
         print()
         print("| stage (in process, CPU time) | seconds | µs per event | events/s |")
