@@ -43,9 +43,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def tune_gc() -> None:
     """The pipeline allocates many short-lived tuples and lists that reference counting frees; the cyclic
     collector's default trigger (every 700 allocations) then only costs time (6 % of replay's instructions,
-    measured with callgrind). Collect less often, and never scan what the imports left behind."""
+    measured with callgrind). Collect less often, and never scan what the imports left behind. (200,000: replay
+    of 50,000 events 5 % faster than at 50,000, the same as with no collector at all, and the same peak RSS: the
+    pipeline makes no cycles for it to find.)"""
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(200_000, 20, 20)
 
 
 def main(argv: list[str] | None = None) -> int:
