@@ -487,13 +487,13 @@ class FastMerger(Merger):
         # An execve's PATH records (the program, its interpreter) come back together, event after event, but their
         # inodes differ from file to file (and, for one program, from host to host): the set is looked up with
         # the inodes cut out, and item 0's, the only one written, is put back.
+        cut, at, inode = _cut_number(paths[0].body, " inode=")
         if len(paths) == 1:
-            cut, at, inode = _cut_number(paths[0].body, " inode=")
             key = (cut, at)
-        else:
-            cuts = [_cut_number(path.body, " inode=") for path in paths]
-            inode = cuts[0][2]
-            key = tuple([cut[:2] for cut in cuts])
+        elif len(paths) == 2:  # the program and its interpreter: the usual execve
+            key = (cut, at, *_cut_number(paths[1].body, " inode=")[:2])
+        else:  # (each record's text and cut position, in one flat tuple)
+            key = (cut, at, *[part for path in paths[1:] for part in _cut_number(path.body, " inode=")[:2]])
         entry = self.path_sets.get(key) or self._path_set(key, paths)
         if inode is None:
             parts.append((entry[0], entry[2]))
