@@ -59,6 +59,9 @@ def stage_costs(path: Path) -> list[tuple[str, float]]:
     from auoms_py.pipeline.merge import FastMerger, Merger
     from auoms_py.pipeline.parse import parse_lines
 
+    from auoms_py.cli import tune_gc
+
+    tune_gc()  # collect as replay does: with Python's default, scans of the records kept here would be charged
     lines = path.read_bytes().decode("latin-1").splitlines()
     results = []
     clock = time.process_time
