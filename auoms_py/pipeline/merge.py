@@ -67,42 +67,38 @@ def _item_number(fields: list[tuple[str, str]]) -> int:
     return 1 << 30
 
 
+# record types of which a syscall event uses the first only (a second SYSCALL record is kept as an "other" record)
+_FIRST_ONLY = frozenset((model.SYSCALL, model.CWD, model.PROCTITLE, model.SOCKADDR, model.INTEGRITY_RULE))
+
+
 class _Classified:
     """The records of a syscall event by role."""
 
     __slots__ = ("syscall", "cwd", "sockaddr", "integrity", "proctitle", "paths", "execves", "others")
 
-    def __init__(self, records, _syscall=model.SYSCALL, _execve=model.EXECVE, _path=model.PATH, _cwd=model.CWD,
-                 _sockaddr=model.SOCKADDR, _integrity=model.INTEGRITY_RULE, _proctitle=model.PROCTITLE):
-        # (the default arguments make the type codes locals: this runs for every syscall event)
-        syscall = cwd = sockaddr = integrity = proctitle = None
+    def __init__(self, records, _path=model.PATH, _execve=model.EXECVE, _syscall=model.SYSCALL,
+                 _first_only=_FIRST_ONLY):
+        # (the default arguments make the constants locals: this runs for every syscall event)
         self.paths = paths = []
         self.execves = execves = []
         self.others = others = []
+        firsts = {}
         for record in records:
             code = record[0]
             if code == _path:
                 paths.append(record)
             elif code == _execve:
                 execves.append(record)
-            elif code == _syscall and syscall is None:
-                syscall = record
-            elif code == _cwd:
-                if cwd is None:
-                    cwd = record
-            elif code == _proctitle:
-                if proctitle is None:
-                    proctitle = record
-            elif code == _sockaddr:
-                if sockaddr is None:
-                    sockaddr = record
-            elif code == _integrity:
-                if integrity is None:
-                    integrity = record
+            elif code in _first_only:
+                if code not in firsts:
+                    firsts[code] = record
+                elif code == _syscall:
+                    others.append(record)
             else:
-                others.append(record)  # and a second SYSCALL record
-        self.syscall, self.cwd, self.sockaddr, self.integrity, self.proctitle = (syscall, cwd, sockaddr, integrity,
-                                                                                 proctitle)
+                others.append(record)
+        get = firsts.get
+        self.syscall, self.cwd, self.sockaddr, self.integrity, self.proctitle = (
+            get(_syscall), get(model.CWD), get(model.SOCKADDR), get(model.INTEGRITY_RULE), get(model.PROCTITLE))
 
 
 class Merger:

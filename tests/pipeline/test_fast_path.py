@@ -138,3 +138,15 @@ def test_same_output_when_only_sessions_differ(events):
         head = SYSCALL.format(n=serial).split(" auid=")[0]
         lines += [f"{head} {SYSCALL_TAILS[layout].format(ses=ses)}", f"type=EOE msg=audit(1.001:{serial}): "]
     assert_same(lines)
+
+
+def test_a_second_syscall_record_is_folded_in_and_a_second_cwd_left_out():
+    """The kernel writes one SYSCALL and one CWD per event; should a log hold two, the first makes the record,
+    a second SYSCALL is kept as SYSCALL_* fields (nothing it says is lost) and a second CWD is left out."""
+    lines = [SYSCALL.format(n=1), 'type=CWD msg=audit(1.001:1): cwd="/a"',
+             SYSCALL.format(n=1).replace("pid=2", "pid=9"), 'type=CWD msg=audit(1.001:1): cwd="/b"',
+             "type=EOE msg=audit(1.001:1): "]
+    assert_same(lines)
+    fast, _pipeline = outputs(lines, True)
+    line = next(text for text in fast if text and text.startswith("type=AUOMS_EXECVE"))
+    assert " pid=2 " in line and " SYSCALL_pid=9 " in line and 'cwd="/a"' in line and "/b" not in line
