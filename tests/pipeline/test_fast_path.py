@@ -149,4 +149,4 @@ def test_a_second_syscall_record_is_folded_in_and_a_second_cwd_left_out():
     assert_same(lines)
     fast, _pipeline = outputs(lines, True)
     line = next(text for text in fast if text and text.startswith("type=AUOMS_EXECVE"))
-    assert " pid=2 " in line and " SYSCALL_pid=9 " in line and 'cwd="/a"' in line and "/b" not in line
+    assert " pid=2 " in line and " SYSCALL_pid=9 " in line and 'cwd="/a"' in line and 'cwd="/b"' not in line
