@@ -50,18 +50,53 @@ def _typed(name: str, value: str, style: int):
     return text(value)
 
 
+_last_second = [-1, ""]  # the last second formatted: events come in bursts within one second
+
+
 def iso_time(sec: int, msec: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{msec:03d}Z"
+    if sec != _last_second[0]:
+        _last_second[:] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_last_second[1]}.{msec:03d}Z"
+
+
+# The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON
+# (name, value) pairs are made once per tuple and added with one dict.update. Bounded like the merge caches.
+_pairs_of_fields: dict[tuple, tuple] = {}
+_PAIRS_LIMIT = 8192
+
+
+def _pairs(triples: tuple) -> tuple:
+    if len(_pairs_of_fields) >= _PAIRS_LIMIT:
+        _pairs_of_fields.clear()
+    pairs = _pairs_of_fields[triples] = tuple([(name, _typed(name, value, style)) for name, value, style in triples
+                                               if name != "node"])
+    return pairs
+
+
+def _add_fields(obj: dict, record: OutputRecord) -> None:
+    """The record's fields into obj, in order, a later one of the same name replacing the value (dict order)."""
+    parts = record.parts
+    if parts is None or record._fields_set:
+        for name, value, style in record.fields:
+            if name != "node":
+                obj[name] = _typed(name, value, style)
+        return
+    get = _pairs_of_fields.get
+    for part_text, triples in parts:
+        if triples is None:  # bare fields whose values differ in every event (pid, a0...)
+            for token in part_text.split(" "):
+                name, _, value = token.partition("=")
+                if name != "node":
+                    obj[name] = _typed(name, value, BARE)
+        else:
+            obj.update(get(triples) or _pairs(triples))
 
 
 def to_dict(record: OutputRecord, excluded_types: frozenset = frozenset()) -> dict:
     obj = {"type": record.type_name, "time": iso_time(record.sec, record.msec), "serial": record.serial}
     if record.node is not None:
         obj["node"] = text(record.node)
-    for name, value, style in record.fields:
-        if name == "node":
-            continue
-        obj[name] = _typed(name, value, style)
+    _add_fields(obj, record)
     for merged in record.merged:
         type_name = merged.type_name
         if type_name in excluded_types:
@@ -84,4 +119,7 @@ def to_dict(record: OutputRecord, excluded_types: frozenset = frozenset()) -> di
 def format_record(record: OutputRecord, excluded_types: frozenset = frozenset()) -> str | None:
     if record.type_name in excluded_types:
         return None
-    return json.dumps(to_dict(record, excluded_types), ensure_ascii=False, separators=(",", ":"))
+    return _encode(to_dict(record, excluded_types))
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per record
