@@ -11,15 +11,42 @@ from auoms_py.pipeline.escape import tty_escape
 from auoms_py.pipeline.model import OutputRecord
 
 
+def _pair(name: str, value: str) -> str:
+    return f"{_json_string(name)}:{_json_string(tty_escape(value))}"
+
+
+# The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON
+# text is made once per tuple. Bounded like the merge caches.
+_json_of_fields: dict[tuple, str] = {}
+_JSON_LIMIT = 8192
+
+
+def _fields_json(triples: tuple) -> str:
+    if len(_json_of_fields) >= _JSON_LIMIT:
+        _json_of_fields.clear()
+    text = _json_of_fields[triples] = ",".join([_pair(name, value) for name, value, _style in triples])
+    return text
+
+
 def _record_json(record: OutputRecord, excluded_types) -> str:
     parts = [f'{{"RecordTypeCode":{record.code},"RecordType":{_json_string(record.type_name)}']
-    for name, value, _style in record.fields:
-        parts.append(f"{_json_string(name)}:{_json_string(tty_escape(value))}")
+    if record.parts is None or record._fields_set:
+        for name, value, _style in record.fields:
+            parts.append(_pair(name, value))
+    else:
+        get = _json_of_fields.get
+        for part_text, triples in record.parts:
+            if triples is None:  # bare fields whose values differ in every event (pid, a0...)
+                for token in part_text.split(" "):
+                    name, _, value = token.partition("=")
+                    parts.append(_pair(name, value))
+            elif triples:
+                parts.append(get(triples) or _fields_json(triples))
     for merged in record.merged:
         type_name = merged.type_name
         if type_name not in excluded_types:
             for name, value, _style in merged.fields:
-                parts.append(f"{_json_string(type_name + '_' + name)}:{_json_string(tty_escape(value))}")
+                parts.append(_pair(type_name + "_" + name, value))
     if record.is_syscall:
         parts.append(f'"containerid":{_json_string(record.containerid)}')
     return ",".join(parts) + "}"
