@@ -128,8 +128,8 @@ def main() -> int:
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
     print(f"corpus: {corpus.name}: {events} events, {records} records, {size_mb:.1f} MB")
     print()
-    print("| command | wall s | cpu s | events/s | MB/s | peak RSS MiB | vs ausearch -i (wall) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| command | wall s | cpu s | events/s | records/s | MB/s | peak RSS MiB | vs ausearch -i (wall) |")
+    print("|---|---|---|---|---|---|---|---|")
     auoms = [str(REPO / ".venv" / "bin" / "auoms-py") if (REPO / ".venv/bin/auoms-py").exists() else "auoms-py"]
     runs = [
         ("ausearch -i (auditd 3.0.9, C)", ["ausearch", "-i", "--input", str(corpus)]),
@@ -146,8 +146,8 @@ def main() -> int:
         rss = max(round_[index][2] for round_ in rounds)
         ratios = sorted(round_[index][0] / round_[0][0] for round_ in rounds)
         spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
-        print(f"| {label} | {wall:.2f} | {cpu:.2f} | {events / wall:,.0f} | {size_mb / wall:.1f} | {rss:.0f} | "
-              f"{wall / baseline:.2f}x{spread} |")
+        print(f"| {label} | {wall:.2f} | {cpu:.2f} | {events / wall:,.0f} | {records / wall:,.0f} | "
+              f"{size_mb / wall:.1f} | {rss:.0f} | {wall / baseline:.2f}x{spread} |")
     if args.repeat > 1:
         print(f"\nmedians of {args.repeat} rounds; in brackets, the lowest and highest ratio within one round")
     if not args.skip_stages:
