@@ -41,13 +41,24 @@ def _typed(name: str, value: str, style: int):
         if name in NUMERIC_FIELDS:
             return _number(value)
         if name in ARRAY_FIELDS:
-            items = json.loads(value)
-            if name in _NUMERIC_ARRAYS:
-                return [int(item) if item.isdecimal() else item for item in items]
-            return items
+            return _array(name, value)
     elif name == "ses" or name == "old-ses":
         return _number(value)  # "-1"
     return text(value)
+
+
+def _array(name: str, value: str):
+    """A path_* array as the merge writes it (JSON text of strings); a record's own field of that name that is
+    not one (`path_name=x` in a user record) stays text rather than stopping the record."""
+    try:
+        items = json.loads(value)
+    except (ValueError, RecursionError):
+        return text(value)
+    if not isinstance(items, list) or not all([isinstance(item, str) for item in items]):
+        return text(value)
+    if name in _NUMERIC_ARRAYS:
+        return [int(item) if item.isdecimal() else item for item in items]
+    return items
 
 
 _last_second = [-1, ""]  # the last second formatted: events come in bursts within one second

@@ -76,3 +76,13 @@ def test_batch_mstic_lines_equal_one_by_one_on_clean_and_escaped_events():
     (newline,) = run_lines(["type=CWD msg=audit(1.001:1): cwd=610A62"])  # ASCII, and a newline only
     assert mstic.format_lines(events + [newline])[-1] == mstic.format_record(newline[0])
     assert 'cwd="a\\x0Ab"' in mstic.format_lines([newline])[0]
+
+
+def test_a_records_own_path_field_that_is_no_array_stays_text():
+    """path_* are typed as arrays because the merge writes them as JSON arrays; the same name in a record of
+    its own (a user-space message can say anything) used to stop the record with a JSONDecodeError."""
+    (event,) = run_lines(["type=USER_CMD msg=audit(1.2:3): pid=1 uid=0 msg='path_name=x path_ouid=[1] "
+                          "path_mode=[[[[ path_ogid=[\"5\",\"x\"]'"])
+    obj = json.loads(json_format.format_record(event[0]))
+    assert obj["path_name"] == "x" and obj["path_ouid"] == "[1]" and obj["path_mode"] == "[[[["
+    assert obj["path_ogid"] == [5, "x"]
