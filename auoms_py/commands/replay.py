@@ -37,35 +37,51 @@ def register(subparsers) -> None:
 
 
 class Writer:
-    """Formats output events and writes them to a binary stream; counts what it wrote."""
+    """Formats output events and writes them to a binary stream; counts what it wrote, and the events a formatter
+    failed on (a bug: each is counted and the first few reported, the others are written)."""
 
     def __init__(self, stream, fmt: str, excluded_types: frozenset = mstic.DEFAULT_EXCLUDED_TYPES):
         self.stream = stream
         self.fmt = fmt
         self.excluded_types = excluded_types
         self.lines = 0
+        self.failed_events = 0
+        self.failures: list[str] = []  # the first few: event id and the exception
 
     def write(self, output_events) -> None:
-        lines = []
+        try:
+            lines = self._lines(output_events)
+        except Exception:  # noqa: BLE001 - find the event, write the others
+            lines = []
+            for records in output_events:
+                try:
+                    lines += self._lines([records])
+                except Exception as exc:  # noqa: BLE001
+                    self.failed_events += 1
+                    if len(self.failures) < MALFORMED_SHOWN:
+                        event_id = records[0].event_id if records else "?"
+                        self.failures.append(f"audit({event_id}): {type(exc).__name__}: {exc}")
+        if lines:
+            encoding = "latin-1" if self.fmt == "mstic" else "utf-8"  # oms is ASCII
+            self.stream.write("\n".join(lines).encode(encoding) + b"\n")
+            self.lines += len(lines)
+
+    def _lines(self, output_events) -> list[str]:
         if self.fmt == "mstic":
-            lines = mstic.format_lines(output_events, self.excluded_types)
-            data = "\n".join(lines).encode("latin-1") if lines else b""
-        elif self.fmt == "oms":
+            return mstic.format_lines(output_events, self.excluded_types)
+        lines = []
+        if self.fmt == "oms":
             for records in output_events:
                 line = oms.format_event(records, self.excluded_types)
                 if line is not None:
                     lines.append(line)
-            data = "\n".join(lines).encode("ascii") if lines else b""
         else:
             for records in output_events:
                 for record in records:
                     line = json_format.format_record(record)
                     if line is not None:
                         lines.append(line)
-            data = "\n".join(lines).encode("utf-8") if lines else b""
-        if lines:
-            self.stream.write(data + b"\n")
-            self.lines += len(lines)
+        return lines
 
 
 BATCH_BYTES = 1 << 20
@@ -221,3 +237,8 @@ def _summary(pipeline: Pipeline, writer: Writer, stats: dict, malformed: list) -
         print(f"malformed: {name}:{lineno}: {reason}: {shown!r}", file=err)
     if counters["malformed"] > len(malformed):
         print(f"malformed: ... and {counters['malformed'] - len(malformed)} more", file=err)
+    if writer.failed_events:
+        print(f"{writer.failed_events} events could not be written as {writer.fmt} (internal error; please report):",
+              file=err)
+        for failure in writer.failures:
+            print(f"  {failure}", file=err)

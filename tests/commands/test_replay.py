@@ -83,3 +83,24 @@ def test_replay_loads_no_other_command():
             "'yaml', 'ssl'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split(" ", 1) == ["0", "['auoms_py.commands', 'auoms_py.commands.replay']\n"]
+
+
+def test_an_event_a_formatter_fails_on_is_counted_and_the_others_written():
+    """A formatter bug met by one event must not stop replay (the merge stage has the same rule)."""
+    import io
+
+    from auoms_py.commands.replay import Writer
+    from auoms_py.pipeline.model import BARE, OutputRecord
+    from tests.pipeline.helpers import read_lines, run_lines
+
+    good = run_lines(read_lines(AUOMS_REF / "raw_test_events.log"))
+    broken = OutputRecord(1300, "SYSCALL", 1, 2, 3, None)
+    broken.fields = [("pid", None, BARE)]  # a value that is not text: json and oms fail on it (mstic writes None)
+    for fmt in ("oms", "json"):
+        stream = io.BytesIO()
+        writer = Writer(stream, fmt, frozenset())
+        writer.write(good[:3] + [[broken]] + good[3:])
+        expected = io.BytesIO()
+        Writer(expected, fmt, frozenset()).write(good)
+        assert stream.getvalue() == expected.getvalue() and writer.lines > 10
+        assert writer.failed_events == 1 and writer.failures[0].startswith("audit(1.002:3): ")
