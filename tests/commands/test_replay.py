@@ -102,5 +102,5 @@ def test_an_event_a_formatter_fails_on_is_counted_and_the_others_written():
         writer.write(good[:3] + [[broken]] + good[3:])
         expected = io.BytesIO()
         Writer(expected, fmt, frozenset()).write(good)
-        assert stream.getvalue() == expected.getvalue() and writer.lines > 10
+        assert stream.getvalue() == expected.getvalue() and writer.lines >= 10
         assert writer.failed_events == 1 and writer.failures[0].startswith("audit(1.002:3): ")
