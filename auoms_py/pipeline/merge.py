@@ -5,11 +5,11 @@ goes first) becomes ONE record, AUOMS_EXECVE / AUOMS_SYSCALL / AUOMS_SYSCALL_FRA
 order Sentinel's parsers need. Any other event passes through: one output record per input record.
 
 Speed: this stage is most of the pipeline's cost, so the records the kernel writes in its usual layout take a
-fast path (`FastMerger`): a record's body is split once, and each `name=value` token is looked up whole in a cache
-of what it becomes (`uid=0` -> `user=root uid=0`), so a token seen before costs one dict lookup; tokens that are
-different in every event (pid, a0..a3, inode) are recognised by position and passed through. Anything unusual
-(another layout, a quoted value holding spaces, split arguments, several EXECVE records) takes the general path,
-which handles every input; tests run both over the same corpora and require identical output.
+fast path (`FastMerger`): records, or sections of them, are looked up whole in caches of what they become, with
+the values that differ in every event (exit, a0..a3, ppid, pid; a PATH record's inode) cut out of the key and
+written as read; a miss is interpreted token by token (`uid=0` -> `user=root uid=0`, tokens cached too).
+Anything unusual (another layout, a quoted value holding spaces, split arguments, several EXECVE records) takes
+the general path, which handles every input; tests run both over the same corpora and require identical output.
 """
 from __future__ import annotations
 
@@ -315,9 +315,10 @@ class FastMerger(Merger):
     What a record becomes depends only on its text (and the user db, whose reload empties the caches), and most
     record texts repeat: the PATH, CWD and EXECVE records of every `ls` in /tmp are the same, and so is the tail of
     its SYSCALL record (`auid=... uid=... comm="ls" exe="/usr/bin/ls" key=...`). So each record, or each
-    section of a SYSCALL record, is looked up whole; only the part that differs in every event (exit, a0..a3, ppid,
-    pid) is split, and it is written as read. A miss is interpreted token by token (tokens cached too), with
-    the same Interpreter the general path uses.
+    section of a SYSCALL record, is looked up whole; what differs in every event is cut out of the key and written
+    as read: `exit a0..a3 ppid pid` of SYSCALL, the inodes of PATH records (put back for item 0). A missed SYSCALL
+    tail is built from a cache keyed without its session. Other misses are interpreted token by token (tokens
+    cached too), with the same Interpreter the general path uses.
     """
 
     _CACHES = ("heads", "tails", "tail_rests", "cwds", "saddrs", "path_sets", "execves", "proctitles", "tokens")
@@ -508,7 +509,7 @@ class FastMerger(Merger):
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
             entries.append(entry)
         (before_text, before_triples), (after_text, after_triples) = entries[0][1:3]
-        if _cut_number(paths[0].body, " inode=")[1] is not None:  # item 0's inode goes between the two
+        if key[1] is not None:  # item 0 has an inode (the key's second place: where it was cut out): it goes between
             before_text = f"{before_text} inode=" if before_text else "inode="
             after_text = f" {after_text}" if after_text else ""
         # each entry holds its path's five JSON array elements, so the arrays are a few joins
