@@ -61,7 +61,8 @@ class Assembler:
         expired or evicted on the way.
 
         The loop every input goes through: the usual record (one more of an open event, or its EOE) is added
-        inline, without a call per record (a test holds it equal to the same steps spelled out per record). `clock(key) -> now`, when given (replay: the log's own time), is asked for the time at
+        inline, without a call per record (a test holds it equal to the same steps spelled out per record).
+        `clock(key) -> now`, when given (replay: the log's own time), is asked for the time at
         each record of an event not open yet, the only records that can move a log's clock (the others carry
         the id, and so the time, of a record seen before). Idle events expire before the record that finds
         them idle, at most four times per flush timeout. `on_error(index, item, exc)` hears of an item that

@@ -123,9 +123,11 @@ class OutputRecord:
 
     The merge stage's fast path fills `parts` instead of `fields`: (text, triples) pairs where `text` is one or
     more fields as the MSTIC line writes them (`user=root uid=0`) and `triples` their (name, value, style), or
-    None when `text` is bare fields whose values hold no space (`a0=3 a1=7ffd pid=42`). The MSTIC formatter joins the texts; `fields` is
-    derived from the parts the first time another format asks. Assign `fields` to change a record (a copy, for
-    per-output edits): the parts then no longer describe it and every format works from `fields`.
+    None when `text` is bare fields whose values hold no space (`a0=3 a1=7ffd pid=42`). The MSTIC formatter joins
+    the texts, and the JSON and oms formatters cache what they make of each `triples` (a tuple shared by every
+    event whose record had the same text); `fields` is derived from the parts the first time a format asks.
+    Assign `fields` to change a record (a copy, for per-output edits): the parts then no longer describe it and
+    every format works from `fields`.
     """
 
     # Defaults at class level: a record is made per event, and most attributes keep their default, so __init__

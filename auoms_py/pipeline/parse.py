@@ -63,7 +63,8 @@ def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=
 
 # A batch of lines at once: each line is either the usual `type=NAME msg=audit(SEC.MSEC:SERIAL): body` (body not
 # starting with a space) or, whole, the last group. One C-level pass over the batch instead of a call per line.
-_USUAL_OR_OTHER_LINE = re.compile(r"^(?:type=(\w+) msg=audit\(([0-9]+\.[0-9]+:[0-9]+)\): (?! )(.*)|(.*))$", re.MULTILINE)
+_USUAL_OR_OTHER_LINE = re.compile(r"^(?:type=(\w+) msg=audit\(([0-9]+\.[0-9]+:[0-9]+)\): (?! )(.*)|(.*))$",
+                                  re.MULTILINE)
 
 
 def parse_lines(lines: list[str], _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
@@ -82,7 +83,7 @@ def parse_lines(lines: list[str], _findall=_USUAL_OR_OTHER_LINE.findall, _codes=
         return [_new(_record, (code, type_name, None, key, body)) if (code := get(type_name))
                 else parse_line(line or f"type={type_name} msg=audit({key}): {body}")  # an unknown type's line, whole
                 for type_name, key, body, line in matches]
-    except MalformedRecord:
+    except Exception:  # noqa: BLE001 - malformed, or a bug: the line-by-line path counts and reports each
         return None
 
 

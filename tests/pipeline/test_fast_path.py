@@ -111,7 +111,8 @@ def test_same_output_when_only_inodes_differ(events):
 def test_inodes_are_written_per_event_from_one_cached_path_set():
     lines = []
     for serial, inode in enumerate(("11", "22", "33"), start=1):
-        lines += [SYSCALL.format(n=serial), f"type=PATH msg=audit(1.001:{serial}): " + PATH_BODIES[0].format(inode=inode),
+        lines += [SYSCALL.format(n=serial),
+                  f"type=PATH msg=audit(1.001:{serial}): " + PATH_BODIES[0].format(inode=inode),
                   f"type=EOE msg=audit(1.001:{serial}): "]
     fast, pipeline = outputs(lines, True)
     written = [line for line in fast if line and line.startswith("type=AUOMS_EXECVE")]

@@ -326,12 +326,13 @@ def test_superscript_digits_are_not_numbers_and_lose_no_event():
     from auoms_py.format import mstic
 
     lines = ['type=SYSCALL msg=audit(1.2:3): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 items=1 '
-             'ppid=² pid=² auid=² uid=² gid=² euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=³ comm="x" '
-             'exe="/bin/x" key="k"',
+             'ppid=² pid=² auid=² uid=² gid=² euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=³ '
+             'comm="x" exe="/bin/x" key="k"',
              'type=EXECVE msg=audit(1.2:3): argc=² a0="x" a1_len=² a2[²]=41',
              'type=PATH msg=audit(1.2:3): item=² name="/x" inode=² ouid=² mode=²', "type=EOE msg=audit(1.2:3): ",
              "²1307 audit(1.2:4): cwd=2F", "type=CWD msg=audit(1.¹:5): cwd=2F",
-             "type=USER_LOGIN msg=audit(1.2:6): pid=² uid=² auid=² ses=² msg='op=login id=² exe=\"/x\" res=success'"]
+             "type=USER_LOGIN msg=audit(1.2:6): pid=² uid=² auid=² ses=² "
+             "msg='op=login id=² exe=\"/x\" res=success'"]
     pipeline = Pipeline()
     out = pipeline.feed_lines(lines) + pipeline.flush()
     assert pipeline.internal_errors == 0
