@@ -61,13 +61,15 @@ def _array(name: str, value: str):
     return items
 
 
-_last_second = [-1, ""]  # the last second formatted: events come in bursts within one second
+_last_second = (-1, "")  # the last second formatted, and its text: events come in bursts within one second
 
 
 def iso_time(sec: int, msec: int) -> str:
-    if sec != _last_second[0]:
-        _last_second[:] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_last_second[1]}.{msec:03d}Z"
+    global _last_second
+    last = _last_second  # one read of one tuple: outputs may format in several threads
+    if sec != last[0]:
+        last = _last_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{last[1]}.{msec:03d}Z"
 
 
 # The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON

@@ -86,3 +86,13 @@ def test_a_records_own_path_field_that_is_no_array_stays_text():
     obj = json.loads(json_format.format_record(event[0]))
     assert obj["path_name"] == "x" and obj["path_ouid"] == "[1]" and obj["path_mode"] == "[[[["
     assert obj["path_ogid"] == [5, "x"]
+
+
+def test_time_is_right_whichever_second_came_before():
+    """The seconds' text is kept from one record to the next: a change of second must not reuse it."""
+    from auoms_py.format.json import iso_time
+
+    stamps = [(1521757638, 392), (0, 5), (1521757638, 1), (1521757639, 999), (1521757639, 0)]
+    assert [iso_time(sec, msec) for sec, msec in stamps] == [
+        "2018-03-22T22:27:18.392Z", "1970-01-01T00:00:00.005Z", "2018-03-22T22:27:18.001Z",
+        "2018-03-22T22:27:19.999Z", "2018-03-22T22:27:19.000Z"]
