@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from auoms_py.pipeline.cache import BoundedCache
 from auoms_py.pipeline.model import BARE, OutputRecord
 
 # raw numeric fields: typed as numbers when their value is a decimal integer (typed by name, never by look,
@@ -73,17 +74,13 @@ def iso_time(sec: int, msec: int) -> str:
 
 
 # The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON
-# (name, value) pairs are made once per tuple and added with one dict.update. Bounded like the merge caches.
-_pairs_of_fields: dict[tuple, tuple] = {}
-_PAIRS_LIMIT = 8192
+# (name, value) pairs are made once per tuple and added with one dict.update.
+_pairs_of_fields = BoundedCache()
 
 
 def _pairs(triples: tuple) -> tuple:
-    if len(_pairs_of_fields) >= _PAIRS_LIMIT:
-        _pairs_of_fields.clear()
-    pairs = _pairs_of_fields[triples] = tuple([(name, _typed(name, value, style)) for name, value, style in triples
-                                               if name != "node"])
-    return pairs
+    return _pairs_of_fields.put(triples, tuple([(name, _typed(name, value, style)) for name, value, style in triples
+                                                if name != "node"]))
 
 
 def _add_fields(obj: dict, record: OutputRecord) -> None:

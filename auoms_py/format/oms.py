@@ -7,6 +7,7 @@ from __future__ import annotations
 from json.encoder import encode_basestring_ascii as _json_string
 
 from auoms_py.format.mstic import DEFAULT_EXCLUDED_TYPES
+from auoms_py.pipeline.cache import BoundedCache
 from auoms_py.pipeline.escape import tty_escape
 from auoms_py.pipeline.model import OutputRecord
 
@@ -16,16 +17,12 @@ def _pair(name: str, value: str) -> str:
 
 
 # The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON
-# text is made once per tuple. Bounded like the merge caches.
-_json_of_fields: dict[tuple, str] = {}
-_JSON_LIMIT = 8192
+# text is made once per tuple.
+_json_of_fields = BoundedCache()
 
 
 def _fields_json(triples: tuple) -> str:
-    if len(_json_of_fields) >= _JSON_LIMIT:
-        _json_of_fields.clear()
-    text = _json_of_fields[triples] = ",".join([_pair(name, value) for name, value, _style in triples])
-    return text
+    return _json_of_fields.put(triples, ",".join([_pair(name, value) for name, value, _style in triples]))
 
 
 def _record_json(record: OutputRecord, excluded_types) -> str:

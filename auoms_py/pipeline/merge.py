@@ -17,6 +17,7 @@ import json
 import re
 
 from auoms_py.pipeline import model
+from auoms_py.pipeline.cache import CACHE_LIMIT, BoundedCache
 from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, unescape
 from auoms_py.pipeline.execve import build_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
@@ -261,7 +262,6 @@ class _NotFast(Exception):
 # names whose values differ in most records (a token cache entry would be used once) and are never interpreted
 _UNIQUE_NAMES = frozenset(("a0", "a1", "a2", "a3", "pid", "ppid", "exit", "inode", "opid"))
 _BARES = (BARE,) * len(PATH_ARRAYS)
-_CACHE_LIMIT = 8192  # entries per cache; a full cache starts again empty (memory stays bounded)
 # The SYSCALL fields between `success=` and `auid=` differ in every event and are written as read, but items. One
 # C-level match checks their names and values (8 startswith calls, a split and a join cost 3x more) and cuts them.
 _SYSCALL_MIDDLE = re.compile(r"(exit=-?[0-9]+ a0=[0-9a-f]+ a1=[0-9a-f]+ a2=[0-9a-f]+ a3=[0-9a-f]+) items=[0-9]+ "
@@ -293,22 +293,6 @@ def _cut_number(text: str, marker: str) -> tuple[str, int | None, str | None]:
     return text, None, None
 
 
-class _Cache(dict):
-    """A dict that starts again empty when full, so memory stays bounded whatever the input."""
-
-    __slots__ = ("limit",)
-
-    def __init__(self, limit: int = _CACHE_LIMIT):
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key, value):
-        if len(self) >= self.limit:
-            self.clear()
-        self[key] = value
-        return value
-
-
 class FastMerger(Merger):
     """The general Merger plus caches keyed by whole record text, for records in the kernel's usual layout.
 
@@ -328,8 +312,8 @@ class FastMerger(Merger):
         super().__init__(interpreter)
         self._generation = None
         for name in self._CACHES:
-            setattr(self, name, _Cache(self._CACHE_LIMITS.get(name, _CACHE_LIMIT)))
-        self.tokens: dict[tuple[int, str | None], _Cache] = {}  # (record code, arch) -> token cache
+            setattr(self, name, BoundedCache(self._CACHE_LIMITS.get(name, CACHE_LIMIT)))
+        self.tokens: dict[tuple[int, str | None], BoundedCache] = {}  # (record code, arch) -> token cache
         self.fast_events = 0
         self.general_events = 0
 
@@ -353,13 +337,13 @@ class FastMerger(Merger):
 
     # -- interpreting a miss ------------------------------------------------------------------------------------------
 
-    def _token_cache(self, code: int, arch_raw: str | None) -> _Cache:
+    def _token_cache(self, code: int, arch_raw: str | None) -> BoundedCache:
         cache = self.tokens.get((code, arch_raw))
         if cache is None:
-            cache = self.tokens[(code, arch_raw)] = _Cache()
+            cache = self.tokens[(code, arch_raw)] = BoundedCache()
         return cache
 
-    def _token(self, cache: _Cache, code: int, token: str, arch_raw: str | None):
+    def _token(self, cache: BoundedCache, code: int, token: str, arch_raw: str | None):
         """(text, triples, name, raw value) for one name=value token (cached unless its value is one of a kind)."""
         name, sep, raw = token.partition("=")
         if not sep or not name or (raw[:1] == '"' and (len(raw) < 2 or raw[-1] != '"')):
