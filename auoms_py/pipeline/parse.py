@@ -61,10 +61,11 @@ def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=
     return _parse_any(line.rstrip("\r\n"))
 
 
-# A batch of lines at once: each line is either the usual `type=NAME msg=audit(SEC.MSEC:SERIAL): body` (body not
-# starting with a space) or, whole, the last group. One C-level pass over the batch instead of a call per line.
-_USUAL_OR_OTHER_LINE = re.compile(r"^(?:type=(\w+) msg=audit\(([0-9]+\.[0-9]+:[0-9]+)\): (?! )(.*)|(.*))$",
-                                  re.MULTILINE)
+# A batch of lines at once: each line is either the usual `[node=NAME ]type=NAME msg=audit(SEC.MSEC:SERIAL): body`
+# (body not starting with a space, line not ending with a carriage return, which parse_line strips from some
+# lines and not others) or, whole, the last group. One C-level pass over the batch instead of a call per line.
+_USUAL_OR_OTHER_LINE = re.compile(r"^(?:(?:node=(\S+) )?type=(\w+) msg=audit\(([0-9]+\.[0-9]+:[0-9]+)\): (?! )(.*)"
+                                  r"(?<!\r)|(.*))$", re.MULTILINE)
 
 
 def parse_lines(lines: list[str], _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
@@ -79,10 +80,11 @@ def parse_lines(lines: list[str], _findall=_USUAL_OR_OTHER_LINE.findall, _codes=
         return None
     get = _codes.get
     try:
-        # the usual line is made a record here; any other (node=, netlink text, unknown types...) by parse_line
-        return [_new(_record, (code, type_name, None, key, body)) if (code := get(type_name))
-                else parse_line(line or f"type={type_name} msg=audit({key}): {body}")  # an unknown type's line, whole
-                for type_name, key, body, line in matches]
+        # the usual line is made a record here; any other (netlink text, unknown types...) by parse_line
+        return [_new(_record, (code, type_name, node or None, key, body)) if (code := get(type_name))
+                else parse_line(line or f"{'node=' + node + ' ' if node else ''}type={type_name} msg=audit({key}): "
+                                        f"{body}")  # an unknown type's line, whole
+                for node, type_name, key, body, line in matches]
     except Exception:  # noqa: BLE001 - malformed, or a bug: the line-by-line path counts and reports each
         return None
 

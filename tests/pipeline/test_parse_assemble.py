@@ -292,8 +292,10 @@ def test_parse_lines_equals_parse_line_on_every_reference_log_and_sample():
     'type=EXECVE msg=audit(1.2:3):  a9="x"', "node=h type=CWD msg=audit(1.2:3): cwd=2F", "1307 audit(1.2:3): cwd=/",
     "type=UNKNOWN[1327] msg=audit(1.2:3): proctitle=6C73", "type=NOT_A_TYPE msg=audit(1.2:3): x=1",
     'type=CWD audit(1.2:3): cwd="/"', "type=PATH msg=audit(1.2:3): item=0 name=\"/é\"",
-]), st.sampled_from(["", "\r", " ", "\x1d x", "\x85", "\x0b", ")", "): ", "²", " \t"]),
-    st.integers(min_value=0, max_value=40)), min_size=1, max_size=6))
+    "node=h type=EOE msg=audit(1.2:3): ", "node= type=CWD msg=audit(1.2:3): cwd=2F",
+    "node=h type=NOT_A_TYPE msg=audit(1.2:3): x=1", "node=h  type=EOE msg=audit(1.2:3): ",
+]), st.sampled_from(["", "\r", " ", "\x1d x", "\x85", "\x0b", ")", "): ", "²", " \t", "\r\r"]),
+    st.integers(min_value=0, max_value=60)), min_size=1, max_size=6))
 def test_parse_lines_equals_parse_line_on_mutated_lines(mutated):
     """Every line: parsed in the batch exactly as alone, or the batch is handed back (None) when some line is bad."""
     lines = []
