@@ -68,13 +68,17 @@ _USUAL_OR_OTHER_LINE = re.compile(r"^(?:(?:node=(\S+) )?type=(\w+) msg=audit\(([
                                   r"(?<!\r)|(.*))$", re.MULTILINE)
 
 
+# auditd's ENRICHED tails (0x1D and its interpretations, to the end of the line), which parse_line cuts off first
+_ENRICHED_TAILS = re.compile("\x1d[^\n]*")
+
+
 def parse_lines(lines: list[str], _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
                 _new=tuple.__new__, _record=Record, _enriched=ENRICHED_SEPARATOR) -> list[Record] | None:
     """The records of many lines, in order, the same as `parse_line` gives one by one; None when some line is
-    malformed or holds an ENRICHED tail (then parse line by line, to hear of each bad one)."""
+    malformed (then parse line by line, to hear of each bad one)."""
     text = "\n".join(lines)
     if _enriched in text:
-        return None
+        text = _ENRICHED_TAILS.sub("", text)  # what parse_line does to each line, in one pass
     matches = _findall(text)
     if len(matches) != len(lines):  # one match per line, always: a safety net
         return None

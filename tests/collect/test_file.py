@@ -11,6 +11,7 @@ from auoms_py.collect.file import STATE_FILE, FileCollector
 from auoms_py.format import mstic
 from auoms_py.pipeline import Pipeline, UserDB
 from tests.paths import AUOMS_REF, REFERENCE
+from tests.pipeline.helpers import split_lines
 
 LOG = (REFERENCE / "msticpy" / "auditd_log.txt").read_bytes()
 LINES = LOG.splitlines(keepends=True)
@@ -27,7 +28,7 @@ def mstic_of(events) -> list[str]:
 def expected(data: bytes) -> list[str]:
     pipe = new_pipe()
     events = []
-    for line in data.decode("latin-1").splitlines():
+    for line in split_lines(data):
         events += pipe.feed_line(line, 0.0)
     return mstic_of(events + pipe.flush())
 

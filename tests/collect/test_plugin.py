@@ -9,6 +9,7 @@ from auoms_py.collect.plugin import PluginCollector
 from auoms_py.format import mstic
 from auoms_py.pipeline import Pipeline, UserDB
 from tests.paths import SAMPLES
+from tests.pipeline.helpers import split_lines
 
 STREAM = (SAMPLES / "plugin-enriched-interleaved.raw").read_bytes()
 
@@ -20,7 +21,7 @@ def mstic_of(events):
 def whole() -> list[str]:
     pipe = Pipeline(UserDB())
     events = []
-    for line in STREAM.decode("latin-1").splitlines():
+    for line in split_lines(STREAM):
         events += pipe.feed_line(line, 0.0)
     return mstic_of(events + pipe.flush())
 

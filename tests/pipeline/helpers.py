@@ -26,7 +26,16 @@ def run_lines(lines, pipeline: Pipeline | None = None) -> list[list]:
 
 
 def read_lines(path) -> list[str]:
-    return path.read_bytes().decode("latin-1").splitlines()
+    return split_lines(path.read_bytes())
+
+
+def split_lines(data: bytes) -> list[str]:
+    """Audit text's lines as replay reads them: split at newlines only (str.splitlines also splits at 0x1C-0x1E,
+    0x85..., which would cut auditd's ENRICHED tails off as lines of their own)."""
+    lines = data.decode("latin-1").replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def mstic_lines(events) -> list[str]:

@@ -14,6 +14,7 @@ import yaml
 from auoms_py.format import mstic
 from auoms_py.pipeline import Pipeline, UserDB
 from tests.paths import REFERENCE, REPO, SAMPLES
+from tests.pipeline.helpers import split_lines
 from tests.service.agent_proc import Agent, AgentExited, wait_until
 
 LOG = REFERENCE / "msticpy" / "auditd_log.txt"
@@ -22,7 +23,7 @@ LOG = REFERENCE / "msticpy" / "auditd_log.txt"
 def expected_mstic(data: bytes) -> list[str]:
     pipe = Pipeline(UserDB())
     events = []
-    for line in data.decode("latin-1").splitlines():
+    for line in split_lines(data):
         events += pipe.feed_line(line, 0.0)
     events += pipe.flush()
     return [x for event in events for rec in event for x in [mstic.format_record(rec)] if x is not None]
