@@ -475,20 +475,21 @@ class FastMerger(Merger):
             key = (cut, at, *_cut_number(paths[1].body, " inode=")[:2])
         else:  # (each record's text and cut position, in one flat tuple)
             key = (cut, at, *[part for path in paths[1:] for part in _cut_number(path.body, " inode=")[:2]])
-        entry = self.path_sets.get(key) or self._path_set(key, paths)
+        entry = self.path_sets.get(key) or self._path_set(key)
         if inode is None:
             parts.append((entry[0], entry[2]))
         else:
             parts.append((entry[0] + inode + entry[1], entry[2] + (("inode", inode, BARE),) + entry[3]))
         parts.append(entry[4])
 
-    def _path_set(self, key, paths: list):
-        """For an event's PATH records (item 0, 1, 2... in order): (item 0's text up to its inode value, its text
-        after it, its triples before and after the inode, the path_* arrays part). Without an inode, item 0's
-        whole text and triples are the first and third."""
+    def _path_set(self, key: tuple):
+        """For an event's PATH records (item 0, 1, 2... in order), given as their key (each record's text with its
+        inode cut out, and where: a flat tuple): (item 0's text up to its inode value, its text after it, its
+        triples before and after the inode, the path_* arrays part). Without an inode, item 0's whole text and
+        triples are the first and third."""
         entries = []
-        for number, path in enumerate(paths):
-            entry = self._path_entry(*_cut_number(path.body, " inode=")[:2])
+        for number, (cut, at) in enumerate(zip(key[0::2], key[1::2])):
+            entry = self._path_entry(cut, at)
             if entry[0] != number:
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
             entries.append(entry)
