@@ -10,7 +10,7 @@ import json
 import time
 
 from auoms_py.pipeline.cache import BoundedCache
-from auoms_py.pipeline.model import BARE, OutputRecord
+from auoms_py.pipeline.model import BARE, OutputRecord, bare_fields
 
 # raw numeric fields: typed as numbers when their value is a decimal integer (typed by name, never by look,
 # so a field keeps one type across events)
@@ -94,10 +94,9 @@ def _add_fields(obj: dict, record: OutputRecord) -> None:
     get = _pairs_of_fields.get
     for part_text, triples in parts:
         if triples is None:  # bare fields whose values differ in every event (pid, a0...)
-            for token in part_text.split(" "):
-                name, _, value = token.partition("=")
+            for name, value, style in bare_fields(part_text):
                 if name != "node":
-                    obj[name] = _typed(name, value, BARE)
+                    obj[name] = _typed(name, value, style)
         else:
             obj.update(get(triples) or _pairs(triples))
 

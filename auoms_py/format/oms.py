@@ -9,7 +9,7 @@ from json.encoder import encode_basestring_ascii as _json_string
 from auoms_py.format.mstic import DEFAULT_EXCLUDED_TYPES
 from auoms_py.pipeline.cache import BoundedCache
 from auoms_py.pipeline.escape import tty_escape
-from auoms_py.pipeline.model import OutputRecord
+from auoms_py.pipeline.model import OutputRecord, bare_fields
 
 
 def _pair(name: str, value: str) -> str:
@@ -34,9 +34,7 @@ def _record_json(record: OutputRecord, excluded_types) -> str:
         get = _json_of_fields.get
         for part_text, triples in record.parts:
             if triples is None:  # bare fields whose values differ in every event (pid, a0...)
-                for token in part_text.split(" "):
-                    name, _, value = token.partition("=")
-                    parts.append(_pair(name, value))
+                parts += [_pair(name, value) for name, value, _style in bare_fields(part_text)]
             elif triples:
                 parts.append(get(triples) or _fields_json(triples))
     for merged in record.merged:

@@ -34,6 +34,11 @@ AUOMS_EXECVE = 14688
 _first = itemgetter(0)
 
 
+def bare_fields(text: str) -> list[tuple[str, str, int]]:
+    """The fields of a part whose triples are None: bare `name=value` tokens, values without spaces."""
+    return [(name, value, BARE) for name, _, value in [token.partition("=") for token in text.split(" ")]]
+
+
 class Record(NamedTuple):
     """One audit record as read: its type, its event id as logged (`SEC.MSEC:SERIAL`) and the text after
     `audit(...): `. A tuple: records are made for every line, so they must be cheap; fields are split only by the
@@ -168,12 +173,7 @@ class OutputRecord:
             fields = self._fields = []
             if self.parts:
                 for text, triples in self.parts:
-                    if triples is None:  # bare fields, values without spaces, spelled out
-                        for token in text.split(" "):
-                            name, _, value = token.partition("=")
-                            fields.append((name, value, BARE))
-                    else:
-                        fields.extend(triples)
+                    fields.extend(bare_fields(text) if triples is None else triples)
         return fields
 
     @fields.setter
