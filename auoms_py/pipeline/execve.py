@@ -10,9 +10,14 @@ after the last one logged get no marker (AUOMS's test vectors expect none): `arg
 """
 from __future__ import annotations
 
+import re
+from operator import itemgetter
+
 from auoms_py.pipeline.escape import bash_escape, unescape
 
 MISSING_PIECE = "<...>"
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 
 class _LongArg:
@@ -113,3 +118,74 @@ def build_argv(execve_fields: list[list[tuple[str, str]]]) -> tuple[list[str], s
             words.append(bash_escape(text))
     # arguments missing at the end get no marker, as in AUOMS (its test vectors expect none); argc tells
     return argv, " ".join(words), argc if argc is not None else len(argv)
+
+
+# A long argument split into quoted pieces (`aN_len=L aN[0]="..." aN[1]="..."`), the pieces one after the other.
+_QUOTED_PIECES = re.compile(r'a([0-9]+)_len=([0-9]+)((?: a\1\[[0-9]+\]="[^" ]*")+)(?= |$)')
+_QUOTED_PIECE = re.compile(r'\[([0-9]+)\]="([^" ]*)"')
+# What makes bash_escape change a word of printable ASCII without spaces or double quotes
+_SHELL_SPECIALS = b"!&();<>|$'`\\"
+_ARG_NAMES: list[str] = ["a0="]  # what comes between the quoted values of `a0="..." a1="..."`: a0=, " a1=", ...
+_NUMBER_TEXTS: list[str] = []  # "0", "1", "2"...
+
+
+def _number_texts(count: int) -> list[str]:
+    if len(_NUMBER_TEXTS) < count:
+        _NUMBER_TEXTS.extend(map(str, range(len(_NUMBER_TEXTS), count)))
+    return _NUMBER_TEXTS[:count]
+
+
+def _arg_names(count: int) -> list[str]:
+    if len(_ARG_NAMES) < count:
+        _ARG_NAMES.extend([f" a{number}=" for number in range(len(_ARG_NAMES), count)])
+    return _ARG_NAMES[:count]
+
+
+def _joined_pieces(text: str) -> str | None:
+    """The text with each split argument (`aN_len=L` and its quoted pieces, all there, in order) written as the
+    whole quoted argument build_argv makes of it; None if one is not like that."""
+    out = []
+    done = 0
+    at = text.find("_len=")
+    while at >= 0:
+        start = text.rfind(" ", 0, at) + 1
+        match = _QUOTED_PIECES.match(text, start)
+        if match is None:
+            return None
+        number, length, pieces = match.groups()
+        found = _QUOTED_PIECE.findall(pieces)
+        texts = list(map(_second, found))
+        if list(map(_first, found)) != _number_texts(len(found)) or sum(map(len, texts)) < int(length):
+            return None  # a piece missing: build_argv marks where
+        out += (text[done:start], f'a{number}="', *texts, '"')
+        done = match.end()
+        at = text.find("_len=", done)
+    out.append(text[done:])
+    return "".join(out)
+
+
+def quoted_argv(bodies: list[str]) -> tuple[list[str], str, int] | None:
+    """build_argv for the commonest EXECVE records, in a few C-level passes whatever the number of arguments:
+    `argc=N` then a0..aN-1 in order, each quoted (or split into quoted pieces, all there), tokens separated by
+    single spaces. None for any other records: the general build_argv decides. (A long command line, thousands
+    of arguments over several records, otherwise costs a Python step per argument in four places.)"""
+    argc_text, _, text = bodies[0].partition(" ")
+    if argc_text[:5] != "argc=" or not argc_text[5:].isdecimal():
+        return None
+    argc = int(argc_text[5:])
+    if len(bodies) > 1:
+        text = " ".join([text, *bodies[1:]])
+    if "_len=" in text:
+        text = _joined_pieces(text)
+        if text is None:
+            return None
+    parts = text.split('"')  # names and quoted values alternate: a0= VALUE " a1=" VALUE ... ""
+    argv = parts[1::2]
+    if len(parts) != 2 * argc + 1 or parts[-1] or parts[0:-1:2] != _arg_names(argc):
+        return None  # tokens of another kind (hex, a piece on its own...), or spacing the general path reads
+    cmdline = " ".join(argv)
+    if not (cmdline.isascii() and cmdline.isprintable()) or cmdline.count(" ") != argc - 1:
+        return None  # a space or other whitespace inside a value: the general path decides how to split
+    if "" in argv or len(cmdline.encode("ascii").translate(None, _SHELL_SPECIALS)) != len(cmdline):
+        cmdline = " ".join([bash_escape(arg) for arg in argv])
+    return argv, cmdline, argc

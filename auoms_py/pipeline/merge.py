@@ -19,7 +19,7 @@ import re
 from auoms_py.pipeline import model
 from auoms_py.pipeline.cache import CACHE_LIMIT, BoundedCache
 from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, unescape
-from auoms_py.pipeline.execve import build_argv
+from auoms_py.pipeline.execve import build_argv, quoted_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
 from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
 
@@ -195,7 +195,8 @@ class Merger:
         if roles.paths:
             self._paths(fields, roles.paths, arch_raw)
         if roles.execves:
-            argv, cmdline, argc = build_argv([record.fields() for record in roles.execves])
+            argv, cmdline, argc = (quoted_argv([record.body for record in roles.execves])
+                                   or build_argv([record.fields() for record in roles.execves]))
             fields.append(("argc", str(argc), BARE))
             fields.append(("cmdline", cmdline, TEXT))
             out.argv = argv
@@ -317,23 +318,70 @@ class FastMerger(Merger):
         self.fast_events = 0
         self.general_events = 0
 
-    def merge_syscall_event(self, event: Event) -> OutputRecord:
+    def event_records(self, event: Event, _syscall=model.SYSCALL, _path=model.PATH, _cwd=model.CWD,
+                      _proctitle=model.PROCTITLE, _execve=model.EXECVE, _sockaddr=model.SOCKADDR,
+                      _integrity=model.INTEGRITY_RULE) -> list[OutputRecord]:
+        """The output records of one event. A syscall event with one SYSCALL record and at most one EXECVE record
+        (nearly all of them) is sorted by role here, inline, and merged by the fast path; any other event, or one
+        the fast path steps aside from, goes the general way. (Constants as default arguments: locals.)"""
+        syscall = cwd = proctitle = sockaddr = execve = None
+        paths = []
+        others = []
+        for record in event.records:
+            code = record[0]
+            if code == _syscall:
+                if syscall is None:
+                    syscall = record
+                else:
+                    others.append(record)  # a second SYSCALL record is folded in as an other record
+            elif code == _proctitle:
+                if proctitle is None:
+                    proctitle = record
+            elif code == _cwd:
+                if cwd is None:
+                    cwd = record
+            elif code == _path:
+                paths.append(record)
+            elif code == _execve:
+                if execve is not None:
+                    return super().event_records(event)  # several EXECVE records: split arguments, general path
+                execve = record
+            elif code == _sockaddr:
+                if sockaddr is None:
+                    sockaddr = record
+            elif code == _integrity:
+                return super().event_records(event)
+            else:
+                others.append(record)
+        if syscall is None:
+            return super().event_records(event)
         userdb = self.interpreter.userdb
-        generation = userdb.generation if userdb is not None else 0
-        if generation != self._generation:  # names changed: every cached interpretation is stale
-            self._generation = generation
-            for name in self._CACHES:
-                getattr(self, name).clear()
-        roles = _Classified(event.records)
+        if userdb is not None and userdb.generation != self._generation:
+            self._new_generation(userdb.generation)
         try:
-            out = self._fast(event, roles)
-            self.fast_events += 1
+            out = self._fast(event, syscall, cwd, paths, execve, sockaddr, proctitle, others)
         except _NotFast:
             self.general_events += 1
-            return super().merge_syscall_event(event)
+            return [Merger.merge_syscall_event(self, event)]
+        self.fast_events += 1
         if event.dropped_records:
             out.dropped_records = event.dropped_records
-        return out
+        return [out]
+
+    def merge_syscall_event(self, event: Event) -> OutputRecord:
+        """Only events event_records did not take (no SYSCALL record, several EXECVE records...) come here."""
+        userdb = self.interpreter.userdb
+        generation = userdb.generation if userdb is not None else 0
+        if generation != self._generation:
+            self._new_generation(generation)
+        self.general_events += 1
+        return super().merge_syscall_event(event)
+
+    def _new_generation(self, generation) -> None:
+        """Names changed (the user db was re-read): every cached interpretation is stale."""
+        self._generation = generation
+        for name in self._CACHES:
+            getattr(self, name).clear()
 
     # -- interpreting a miss ------------------------------------------------------------------------------------------
 
@@ -371,11 +419,9 @@ class FastMerger(Merger):
 
     # -- the fast path ------------------------------------------------------------------------------------------------
 
-    def _fast(self, event: Event, roles: _Classified) -> OutputRecord:
-        syscall = roles.syscall
-        if syscall is None or len(roles.execves) > 1 or roles.integrity is not None:
-            raise _NotFast
-        body = syscall.body
+    def _fast(self, event: Event, syscall, cwd, paths: list, execve, sockaddr, proctitle, others: list,
+              _new=OutputRecord, _middle=_SYSCALL_MIDDLE.fullmatch) -> OutputRecord:
+        body = syscall[4]
         # arch=.. syscall=.. success=.. | exit=.. a0=.. a1=.. a2=.. a3=.. items=.. ppid=.. pid=.. | auid=.. ... key=..
         exit_at = body.find(" exit=")
         auid_at = body.find(" auid=", exit_at)
@@ -383,48 +429,53 @@ class FastMerger(Merger):
             raise _NotFast
         head = self.heads.get(body[:exit_at]) or self._syscall_head(body[:exit_at])
         tail = self.tails.get(body[auid_at + 1:]) or self._syscall_tail(body[auid_at + 1:])
-        middle = _SYSCALL_MIDDLE.fullmatch(body, exit_at + 1, auid_at)
+        middle = _middle(body, exit_at + 1, auid_at)
         if middle is None:
             raise _NotFast
-        out = self._new_syscall_record(event, syscall, head[2])
+        out = _new(head[5], head[6], event.sec, event.msec, event.serial, syscall[2])
+        out.is_syscall = True
+        out.syscall = head[2]
         arch_raw = head[3]
         exit_to_a3, ppid_pid, ppid, pid = middle.groups()
         out.pid = int(pid)
         out.ppid = int(ppid)
         out.success = head[4]
         out.uid, out.gid, out.exe, out.keys = tail[2], tail[3], tail[4], tail[5]
-        parts = [(head[0], head[1]), (f"{exit_to_a3} {ppid_pid}", None), (tail[0], tail[1])]
-        if syscall.node is not None:
-            parts.insert(0, ("node=" + syscall.node, None))
-        out.parts = parts
-
-        if roles.cwd is not None:
-            cwd = roles.cwd.body
+        if syscall[2] is None:
+            out.parts = parts = [(head[0], head[1]), (f"{exit_to_a3} {ppid_pid}", None), (tail[0], tail[1])]
+        else:
+            out.parts = parts = [("node=" + syscall[2], None), (head[0], head[1]), (f"{exit_to_a3} {ppid_pid}", None),
+                                 (tail[0], tail[1])]
+        if cwd is not None:
+            cwd = cwd[4]
             parts.append(self.cwds.get(cwd) or self.cwds.put(cwd, self._single(model.CWD, "cwd", cwd, None)))
-        if roles.paths:
-            self._fast_paths(parts, roles.paths)
-        if roles.execves:
-            execve = roles.execves[0].body
+        if paths:
+            self._fast_paths(parts, paths)
+        if execve is not None:
+            execve = execve[4]
             entry = self.execves.get(execve) or self.execves.put(execve, self._execve(execve))
             parts += entry[0]
             out.argv, out.cmdline = entry[1], entry[2]
-        if roles.sockaddr is not None:
-            key = (arch_raw, roles.sockaddr.body)
+        if sockaddr is not None:
+            key = (arch_raw, sockaddr[4])
             parts.append(self.saddrs.get(key)
                          or self.saddrs.put(key, self._single(model.SOCKADDR, "saddr", key[1], arch_raw)))
-        if roles.proctitle is not None:
-            proctitle = roles.proctitle.body
+        if proctitle is not None:
+            proctitle = proctitle[4]
             args, text = (self.proctitles.get(proctitle)
                           or self.proctitles.put(proctitle, self._proctitle_entry(proctitle)))
             out.proctitle_argv = args
-            if not roles.execves:
+            if execve is None:
                 parts.append(("proctitle=" + text, (("proctitle", text, BARE),)))
                 out.cmdline = text
-        self._others(out, roles.others, arch_raw)
+        if others:
+            interpret = self._merged_fields
+            out.merged = [MergedRecord(record[1], record, interpret, arch_raw) for record in others]
         return out
 
     def _syscall_head(self, head: str):
-        """(text, triples, syscall name, arch raw, success) for `arch=.. syscall=.. success=..`."""
+        """(text, triples, syscall name, arch raw, success, output record code and type name) for
+        `arch=.. syscall=.. success=..`."""
         tokens = _plain_tokens(head)
         if (len(tokens) != 3 or not tokens[0].startswith("arch=") or not tokens[1].startswith("syscall=")
                 or not tokens[2].startswith("success=")):
@@ -432,7 +483,11 @@ class FastMerger(Merger):
         arch_raw = tokens[0][5:]
         text, triples, _values = self._section(model.SYSCALL, head, arch_raw)
         name = next(value for field, value, _style in triples if field == "syscall")
-        return self.heads.put(head, (text, triples, name, arch_raw, tokens[2][8:]))
+        if name.startswith("execve"):
+            code, type_name = model.AUOMS_EXECVE, "AUOMS_EXECVE"
+        else:
+            code, type_name = model.AUOMS_SYSCALL, "AUOMS_SYSCALL"
+        return self.heads.put(head, (text, triples, name, arch_raw, tokens[2][8:], code, type_name))
 
     def _syscall_tail(self, tail: str):
         """(text, triples, uid, gid, exe, keys) for `auid=.. uid=.. ... ses=.. comm=.. exe=.. [subj=..] [key=..]`.
@@ -536,6 +591,10 @@ class FastMerger(Merger):
 
     def _execve(self, body: str):
         """([argc part, cmdline part], argv, cmdline) for a whole EXECVE record."""
+        quick = quoted_argv([body])  # every argument quoted (the usual): a few C-level passes
+        if quick is not None:
+            argv, cmdline, argc = quick
+            return ([(f"argc={argc}", None), (f'cmdline="{cmdline}"', (("cmdline", cmdline, TEXT),))], argv, cmdline)
         if "[" in body or "_len=" in body:
             raise _NotFast  # split arguments: the general path reassembles them
         tokens = _plain_tokens(body)
