@@ -462,12 +462,16 @@ class FastMerger(Merger):
                          or self.saddrs.put(key, self._single(model.SOCKADDR, "saddr", key[1], arch_raw)))
         if proctitle is not None:
             proctitle = proctitle[4]
-            args, text = (self.proctitles.get(proctitle)
-                          or self.proctitles.put(proctitle, self._proctitle_entry(proctitle)))
-            out.proctitle_argv = args
             if execve is None:
+                args, text = (self.proctitles.get(proctitle)
+                              or self.proctitles.put(proctitle, self._proctitle_entry(proctitle)))
+                out.proctitle_argv = args
                 parts.append(("proctitle=" + text, (("proctitle", text, BARE),)))
                 out.cmdline = text
+            elif proctitle[:10] == "proctitle=" and " " not in proctitle and len(proctitle.split()) == 1:
+                out._proctitle_raw = proctitle[10:]  # not written beside EXECVE: decoded only if a format asks
+            else:
+                raise _NotFast
         if others:
             interpret = self._merged_fields
             out.merged = [MergedRecord(record[1], record, interpret, arch_raw) for record in others]

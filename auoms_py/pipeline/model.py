@@ -9,6 +9,8 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import NamedTuple
 
+from auoms_py.pipeline.escape import split_proctitle, unescape
+
 # Output field styles: how a formatter writes the value of a field.
 BARE = 0  # written as is: name=value
 TEXT = 1  # decoded text: mstic writes name="value" with control and non-ASCII bytes as \xNN
@@ -144,7 +146,8 @@ class OutputRecord:
     is_syscall = False  # merged from a syscall event: writes `containerid` last
     containerid = ""
     argv: list[str] | None = None  # decoded arguments (AUOMS_EXECVE)
-    proctitle_argv: list[str] | None = None  # decoded PROCTITLE, split at NUL
+    _proctitle_argv: list[str] | None = None
+    _proctitle_raw: str | None = None  # the PROCTITLE value as logged, decoded when proctitle_argv is first read
     syscall: str | None = None  # syscall name
     pid: int | None = None
     ppid: int | None = None
@@ -180,6 +183,20 @@ class OutputRecord:
     def fields(self, fields: list[tuple[str, str, int]]) -> None:
         self._fields = fields
         self._fields_set = True
+
+    @property
+    def proctitle_argv(self) -> list[str] | None:
+        """The decoded PROCTITLE, split at NUL. Decoded on first use: an AUOMS_EXECVE's MSTIC line does not write
+        it (its cmdline comes from EXECVE), so only the formats that do pay for it."""
+        argv = self._proctitle_argv
+        if argv is None and self._proctitle_raw is not None:
+            argv = self._proctitle_argv = split_proctitle(unescape(self._proctitle_raw)[0])
+        return argv
+
+    @proctitle_argv.setter
+    def proctitle_argv(self, argv: list[str] | None) -> None:
+        self._proctitle_argv = argv
+        self._proctitle_raw = None
 
     def field_texts(self):
         """The fields as the MSTIC line writes them (an iterator), when the fast path made them and nobody changed
