@@ -12,7 +12,7 @@ import sys
 
 from auoms_py.format import json as json_format
 from auoms_py.format import mstic, oms
-from auoms_py.pipeline import Pipeline, UserDB
+from auoms_py.pipeline import Pipeline, TextLines, UserDB
 
 FORMATS = ("mstic", "oms", "json")
 MALFORMED_SHOWN = 5
@@ -87,9 +87,9 @@ class Writer:
 BATCH_BYTES = 1 << 20
 
 
-def _line_batches(stream, stats):
-    """(line number of the first line, lines, their text or None) in batches of about a MiB: one decode and split
-    per batch."""
+def _text_batches(stream, stats):
+    """(line number of the first line, text) in batches of about a MiB of whole lines, each ending with a newline
+    (the input's last line may not): one decode per batch."""
     lineno = 1
     rest = b""
     while True:
@@ -107,14 +107,13 @@ def _line_batches(stream, stats):
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         text = data.decode("latin-1")
-        lines = text.split("\n")
-        lines.pop()  # after the last newline
-        stats["lines"] += len(lines)
-        yield lineno, lines, text
-        lineno += len(lines)
+        count = text.count("\n")
+        stats["lines"] += count
+        yield lineno, text
+        lineno += count
     if rest:
         stats["lines"] += 1
-        yield lineno, [rest.decode("latin-1")], None
+        yield lineno, rest.decode("latin-1")
 
 
 # A line after the first that is a comment or blank (what str.strip() leaves empty), in a batch's text ending with a
@@ -122,11 +121,13 @@ def _line_batches(stream, stats):
 _comment_or_blank_after_first = re.compile(r"\n(?:#|\s*\n)").search
 
 
-def _records(lines: list[str], text: str | None, stats) -> list[str]:
+def _all_records(text: str) -> bool:
+    """Whether every line of a batch (ending with a newline) is a record: no comment (`#...`), no blank line."""
+    return text[:1] != "#" and bool(text[:text.find("\n")].strip()) and _comment_or_blank_after_first(text) is None
+
+
+def _records(lines: list[str], stats) -> list[str]:
     """The lines that are records: not comments (`#...`), not blank."""
-    if text is not None and lines and lines[0][:1] != "#" and lines[0].strip() and (
-            _comment_or_blank_after_first(text) is None):
-        return lines
     records = []
     for line in lines:
         if line[:1] == "#" or not line.strip():
@@ -170,16 +171,26 @@ def run(args) -> int:
         return 1
     try:
         for name, stream in _open_inputs(args.files):
-            for first_lineno, lines, text in _line_batches(stream, stats):
-                records = _records(lines, text, stats)
+            for first_lineno, text in _text_batches(stream, stats):
+                whole = text.endswith("\n") and _all_records(text)  # the usual batch: parsed as read
+                if whole:
+                    lines = records = TextLines(text)
+                else:
+                    lines = text.split("\n")
+                    if text.endswith("\n"):
+                        lines.pop()
+                    records = _records(lines, stats)
 
                 def on_malformed(index, reason, name=name, records=records, first_lineno=first_lineno,
-                                 lines=lines):
+                                 lines=lines, whole=whole):
                     if len(malformed) < MALFORMED_SHOWN:
-                        lineno = first_lineno + _position(lines, index)
+                        lineno = first_lineno + (index if whole else _position(lines, index))
                         malformed.append((name, lineno, reason, records[index]))
 
-                out = pipeline.feed_lines(records, on_malformed=on_malformed)
+                if whole:
+                    out = pipeline.feed_text(text, on_malformed=on_malformed)
+                else:
+                    out = pipeline.feed_lines(records, on_malformed=on_malformed)
                 if out:
                     writer.write(filters.apply(out) if filters else out)
         out = pipeline.flush()

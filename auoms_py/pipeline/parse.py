@@ -72,15 +72,27 @@ _USUAL_OR_OTHER_LINE = re.compile(r"^(?:(?:node=(\S+) )?type=(\w+) msg=audit\(([
 _ENRICHED_TAILS = re.compile("\x1d[^\n]*")
 
 
-def parse_lines(lines: list[str], _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
-                _new=tuple.__new__, _record=Record, _enriched=ENRICHED_SEPARATOR) -> list[Record] | None:
+def parse_lines(lines: list[str]) -> list[Record] | None:
     """The records of many lines, in order, the same as `parse_line` gives one by one; None when some line is
     malformed (then parse line by line, to hear of each bad one)."""
     text = "\n".join(lines)
+    return _parse_batch(text, len(text), len(lines))
+
+
+def parse_text(text: str) -> list[Record] | None:
+    """parse_lines for a batch as read, lines each ending with a newline (no split and join again)."""
+    return _parse_batch(text, len(text) - 1, text.count("\n")) if text.endswith("\n") else None
+
+
+def _parse_batch(text: str, end: int, count: int, _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
+                 _new=tuple.__new__, _record=Record, _enriched=ENRICHED_SEPARATOR) -> list[Record] | None:
+    """The records of the `count` lines of text[:end] (lines joined by newlines)."""
     if _enriched in text:
+        after = len(text) - end
         text = _ENRICHED_TAILS.sub("", text)  # what parse_line does to each line, in one pass
-    matches = _findall(text)
-    if len(matches) != len(lines):  # one match per line, always: a safety net
+        end = len(text) - after
+    matches = _findall(text, 0, end)
+    if len(matches) != count:  # one match per line, always: a safety net
         return None
     get = _codes.get
     try:

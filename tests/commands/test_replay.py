@@ -48,6 +48,22 @@ def test_malformed_lines_are_counted_and_shown_with_line_numbers(tmp_path):
     assert f"malformed: {log}:11: bad event id audit(x)" in err
 
 
+def test_malformed_lines_of_a_file_without_comments_are_shown_with_line_numbers(tmp_path):
+    """A batch with no comment or blank line is parsed as read (no split into lines): a malformed line in it is
+    still counted, shown with its own line number, and costs no other line."""
+    log = tmp_path / "audit.log"
+    good = (SAMPLES / "plugin-raw-node-execve-ls.raw").read_bytes()
+    log.write_bytes(good + b"this is not audit\n" + good.replace(b"audit(", b"audit(1") + b"type=CWD msg=audit(x): \n")
+    result = replay(str(log))
+    assert result.returncode == 0
+    assert result.stdout.count(b"type=AUOMS_EXECVE") == 2
+    err = result.stderr.decode()
+    lines = good.count(b"\n")
+    assert "2 malformed" in err
+    assert f"malformed: {log}:{lines + 1}: no type= field: 'this is not audit'" in err
+    assert f"malformed: {log}:{2 * lines + 2}: bad event id audit(x)" in err
+
+
 def test_unreadable_input_fails():
     result = replay("/nonexistent/audit.log")
     assert result.returncode == 1 and b"No such file" in result.stderr
@@ -66,13 +82,14 @@ def test_msticpy_log_every_event_out():
                                  "\x0b \x0c", "a\x1d", "x", " \x1c y", "##"]), min_size=1, max_size=8))
 def test_a_batch_without_comments_or_blank_lines_is_taken_whole_and_others_are_filtered(lines):
     """The batch-level search must agree with the per-line rule (`#` first, or nothing left by str.strip)."""
-    from auoms_py.commands.replay import _records
+    from auoms_py.commands.replay import _all_records, _records
 
     text = "\n".join(lines) + "\n"
     stats = {"comments": 0}
     expected = [line for line in lines if not (line[:1] == "#" or not line.strip())]
-    assert _records(lines, text, stats) == expected
+    assert _records(lines, stats) == expected
     assert stats["comments"] == len(lines) - len(expected)
+    assert _all_records(text) == (expected == lines)
 
 
 def test_replay_loads_no_other_command():

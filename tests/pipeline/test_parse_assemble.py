@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from auoms_py.pipeline import Pipeline
 from auoms_py.pipeline.assemble import Assembler
 from auoms_py.pipeline.model import EOE
-from auoms_py.pipeline.parse import parse_line, parse_lines, parse_netlink, split_fields
+from auoms_py.pipeline.parse import parse_line, parse_lines, parse_netlink, parse_text, split_fields
 from tests.paths import SAMPLES
 from tests.pipeline.helpers import read_lines, records, run_lines
 
@@ -282,6 +282,7 @@ def test_parse_lines_equals_parse_line_on_every_reference_log_and_sample():
         for batch in (lines[i:i + 50] for i in range(0, len(lines), 50)):
             got = parse_lines(batch)
             assert got == _each(batch), path  # None only where some line is malformed
+            assert parse_text("\n".join(batch) + "\n") == got
             taken_whole += got is not None
             enriched_whole += got is not None and "\x1d" in "".join(batch)
     assert taken_whole > 20 and enriched_whole > 5
@@ -309,6 +310,7 @@ def test_parse_lines_equals_parse_line_on_mutated_lines(mutated):
         assert expected is None or "\x1d" in "".join(lines)
     else:
         assert got == expected
+    assert parse_text("\n".join(lines) + "\n") == got  # the same batch as read, lines ending with newlines
 
 
 def test_feed_lines_reports_malformed_lines_as_written():
