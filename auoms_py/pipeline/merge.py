@@ -306,7 +306,8 @@ class FastMerger(Merger):
     cached too), with the same Interpreter the general path uses.
     """
 
-    _CACHES = ("heads", "tails", "tail_rests", "cwds", "saddrs", "path_sets", "execves", "proctitles", "tokens")
+    _CACHES = ("heads", "tails", "tail_rests", "cwds", "saddrs", "path_sets", "execves", "proctitles", "tokens",
+               "merged_fields")
     _CACHE_LIMITS = {"path_sets": 1024}  # an entry per program (and interpreter) run, each ~1 KiB: a host runs fewer
 
     def __init__(self, interpreter: Interpreter):
@@ -468,14 +469,26 @@ class FastMerger(Merger):
                 out.proctitle_argv = args
                 parts.append(("proctitle=" + text, (("proctitle", text, BARE),)))
                 out.cmdline = text
-            elif proctitle[:10] == "proctitle=" and " " not in proctitle and len(proctitle.split()) == 1:
+            elif proctitle[:10] == "proctitle=" and proctitle.split() == [proctitle]:  # one token, no whitespace
                 out._proctitle_raw = proctitle[10:]  # not written beside EXECVE: decoded only if a format asks
             else:
                 raise _NotFast
         if others:
-            interpret = self._merged_fields
+            interpret = self._cached_merged_fields
             out.merged = [MergedRecord(record[1], record, interpret, arch_raw) for record in others]
         return out
+
+    def _cached_merged_fields(self, record, arch_raw: str | None) -> list:
+        """The fields of a folded record, when a format asks (json and oms write BPRM_FCAPS, whose text repeats on
+        every exec by root): looked up by its text. The list is shared: readers must not change it."""
+        userdb = self.interpreter.userdb
+        if userdb is not None and userdb.generation != self._generation:
+            self._new_generation(userdb.generation)  # (a format may ask after the names were re-read)
+        key = (record[0], record[4], arch_raw)
+        fields = self.merged_fields.get(key)
+        if fields is None:
+            fields = self.merged_fields.put(key, self._merged_fields(record, arch_raw))
+        return fields
 
     def _syscall_head(self, head: str):
         """(text, triples, syscall name, arch raw, success, output record code and type name) for

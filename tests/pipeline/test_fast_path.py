@@ -152,3 +152,39 @@ def test_a_second_syscall_record_is_folded_in_and_a_second_cwd_left_out():
     fast, _pipeline = outputs(lines, True)
     line = next(text for text in fast if text and text.startswith("type=AUOMS_EXECVE"))
     assert " pid=2 " in line and " SYSCALL_pid=9 " in line and 'cwd="/a"' in line and 'cwd="/b"' not in line
+
+
+def test_cached_interpretations_follow_a_user_db_reload(tmp_path):
+    """Names cached by the fast path (the SYSCALL tail, a folded OBJ_PID record) change when the user db does."""
+    passwd, group = tmp_path / "passwd", tmp_path / "group"
+    passwd.write_text("root:x:0:0::/:/bin/sh\nalice:x:1000:1000::/:/bin/sh\n")
+    group.write_text("root:x:0:\n")
+    clock = [0.0]
+    pipeline = Pipeline(UserDB(str(passwd), str(group), check_interval=1.0, clock=lambda: clock[0]))
+    event = [SYSCALL.format(n=1).replace("syscall=59", "syscall=62").replace("auid=0", "auid=1000"),
+             "type=OBJ_PID msg=audit(1.001:1): opid=7 oauid=1000 ouid=1000 oses=1 ocomm=\"x\"",
+             "type=EOE msg=audit(1.001:1): "]
+
+    def fields(serial):
+        out = []
+        for line in event:
+            out += pipeline.feed_line(line.replace(":1)", f":{serial})"))
+        record = out[0][0]
+        return record.get("audit_user"), record.merged[0].fields
+
+    assert fields(1)[0] == "alice" and ("ouid", "alice", 0) in fields(2)[1]
+    passwd.write_text("root:x:0:0::/:/bin/sh\nbob:x:1000:1000::/:/bin/sh\n")
+    clock[0] = 2.0
+    pipeline.tick(clock[0])
+    user, merged = fields(3)
+    assert pipeline.merger.fast_events == 3
+    assert user == "bob" and ("ouid", "bob", 0) in merged and ("ouid", "alice", 0) not in merged
+
+
+@pytest.mark.parametrize("whitespace", ["\t", "\x0b", "\x85", "\xa0", " ", "  x"])
+def test_a_proctitle_beside_execve_with_whitespace_in_it_is_left_to_the_general_path(whitespace):
+    """An AUOMS_EXECVE's PROCTITLE is kept raw, decoded only if a format asks: what is kept must be what the general
+    path would read (str.split() splits at more than spaces)."""
+    records = [SYSCALL.format(n=1), 'type=EXECVE msg=audit(1.001:1): argc=1 a0="x"',
+               f"type=PROCTITLE msg=audit(1.001:1): proctitle=7800790A{whitespace}", "type=EOE msg=audit(1.001:1): "]
+    assert_same(records + [line.replace(":1)", ":2)") for line in records])
