@@ -548,27 +548,23 @@ class FastMerger(Merger):
         else:  # (each record's text and cut position, in one flat tuple)
             key = (cut, at, *[part for path in paths[1:] for part in _cut_number(path.body, " inode=")[:2]])
         entry = self.path_sets.get(key) or self._path_set(key)
-        if inode is None:
-            parts.append((entry[0], entry[2]))
-        else:
-            parts.append((entry[0] + inode + entry[1], entry[2] + (("inode", inode, BARE),) + entry[3]))
-        parts.append(entry[4])
+        parts += entry[0]
+        if inode is not None:  # a part of its own, so the parts around it stay shared (json and oms cache them)
+            parts.append(("inode=" + inode, None))
+            parts += entry[1]
+        parts.append(entry[2])
 
     def _path_set(self, key: tuple):
         """For an event's PATH records (item 0, 1, 2... in order), given as their key (each record's text with its
-        inode cut out, and where: a flat tuple): (item 0's text up to its inode value, its text after it, its
-        triples before and after the inode, the path_* arrays part). Without an inode, item 0's whole text and
-        triples are the first and third."""
+        inode cut out, and where: a flat tuple): (the parts of item 0 before its inode, those after it, the path_*
+        arrays part). Without an inode, all of item 0's fields are before."""
         entries = []
         for number, (cut, at) in enumerate(zip(key[0::2], key[1::2])):
             entry = self._path_entry(cut, at)
             if entry[0] != number:
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
             entries.append(entry)
-        (before_text, before_triples), (after_text, after_triples) = entries[0][1:3]
-        if key[1] is not None:  # item 0 has an inode (the key's second place: where it was cut out): it goes between
-            before_text = f"{before_text} inode=" if before_text else "inode="
-            after_text = f" {after_text}" if after_text else ""
+        before, after = entries[0][1:3]
         # each entry holds its path's five JSON array elements, so the arrays are a few joins
         if len(entries) == 1:
             arrays = [f"[{element}]" for element in entries[0][3]]
@@ -576,7 +572,7 @@ class FastMerger(Merger):
             arrays = ["[" + ",".join(column) + "]" for column in zip(*[entry[3] for entry in entries])]
         arrays_part = (f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} "
                        f"path_ouid={arrays[3]} path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES)))
-        return self.path_sets.put(key, (before_text, after_text, before_triples, after_triples, arrays_part))
+        return self.path_sets.put(key, ((before,) if before[0] else (), (after,) if after[0] else (), arrays_part))
 
     def _path_entry(self, cut: str, at: int | None):
         """(item number, (text, triples) of the fields before the inode, and after it, JSON elements of name,
