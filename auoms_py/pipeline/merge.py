@@ -539,14 +539,21 @@ class FastMerger(Merger):
     def _fast_paths(self, parts: list, paths: list) -> None:
         # An execve's PATH records (the program, its interpreter) come back together, event after event, but their
         # inodes differ from file to file (and, for one program, from host to host): the set is looked up with
-        # the inodes cut out, and item 0's, the only one written, is put back.
-        cut, at, inode = _cut_number(paths[0].body, " inode=")
-        if len(paths) == 1:
-            key = (cut, at)
-        elif len(paths) == 2:  # the program and its interpreter: the usual execve
-            key = (cut, at, *_cut_number(paths[1].body, " inode=")[:2])
-        else:  # (each record's text and cut position, in one flat tuple)
-            key = (cut, at, *[part for path in paths[1:] for part in _cut_number(path.body, " inode=")[:2]])
+        # the inodes cut out, and item 0's, the only one written, is put back. Each record is in the key as the
+        # text before ` inode=N`, the space after N (or ""), the rest; or as (its text, None, None) without one.
+        before, marker, rest = paths[0][4].partition(" inode=")
+        inode, space, after = rest.partition(" ")
+        if marker and inode.isdecimal():
+            key = [before, space, after]
+        else:
+            key = [paths[0][4], None, None]
+            inode = None
+        for path in paths[1:]:
+            body = path[4]
+            path_before, marker, rest = body.partition(" inode=")
+            number, path_space, path_after = rest.partition(" ")
+            key += (path_before, path_space, path_after) if marker and number.isdecimal() else (body, None, None)
+        key = tuple(key)
         entry = self.path_sets.get(key) or self._path_set(key)
         parts += entry[0]
         if inode is not None:  # a part of its own, so the parts around it stay shared (json and oms cache them)
@@ -555,12 +562,14 @@ class FastMerger(Merger):
         parts.append(entry[2])
 
     def _path_set(self, key: tuple):
-        """For an event's PATH records (item 0, 1, 2... in order), given as their key (each record's text with its
-        inode cut out, and where: a flat tuple): (the parts of item 0 before its inode, those after it, the path_*
-        arrays part). Without an inode, all of item 0's fields are before."""
+        """For an event's PATH records (item 0, 1, 2... in order), given as their key (see _fast_paths): (the parts
+        of item 0 before its inode, those after it, the path_* arrays part). Without an inode, all of item 0's
+        fields are before."""
         entries = []
-        for number, (cut, at) in enumerate(zip(key[0::2], key[1::2])):
-            entry = self._path_entry(cut, at)
+        for number, (before, space, after) in enumerate(zip(key[0::3], key[1::3], key[2::3])):
+            # each record's text without ` inode=N`, and where that was (None: it had no inode)
+            entry = self._path_entry(before, None) if space is None else self._path_entry(before + space + after,
+                                                                                           len(before))
             if entry[0] != number:
                 raise _NotFast  # not item 0, 1, 2... in order: the general path sorts them
             entries.append(entry)
