@@ -7,12 +7,11 @@ the file is read.
 """
 from __future__ import annotations
 
-import re
 import sys
 
-from auoms_py.format import json as json_format
 from auoms_py.format import mstic, oms
 from auoms_py.pipeline import Pipeline, TextLines, UserDB
+from auoms_py.pipeline.parse import parse_text
 
 FORMATS = ("mstic", "oms", "json")
 MALFORMED_SHOWN = 5
@@ -76,6 +75,8 @@ class Writer:
                 if line is not None:
                     lines.append(line)
         else:
+            from auoms_py.format import json as json_format  # (here: orjson's import is 5 % of a mstic replay's start)
+
             for records in output_events:
                 for record in records:
                     line = json_format.format_record(record)
@@ -88,8 +89,8 @@ BATCH_BYTES = 1 << 20
 
 
 def _text_batches(stream, stats):
-    """(line number of the first line, text) in batches of about a MiB of whole lines, each ending with a newline
-    (the input's last line may not): one decode per batch."""
+    """(line number of the first line, text, number of lines) in batches of about a MiB of whole lines, each
+    ending with a newline (the input's last line may not): one decode per batch."""
     lineno = 1
     rest = b""
     while True:
@@ -109,21 +110,11 @@ def _text_batches(stream, stats):
         text = data.decode("latin-1")
         count = text.count("\n")
         stats["lines"] += count
-        yield lineno, text
+        yield lineno, text, count
         lineno += count
     if rest:
         stats["lines"] += 1
-        yield lineno, rest.decode("latin-1")
-
-
-# A line after the first that is a comment or blank (what str.strip() leaves empty), in a batch's text ending with a
-# newline: one C-level search (led by a literal, so fast) lets the usual batch, which has neither, be taken whole.
-_comment_or_blank_after_first = re.compile(r"\n(?:#|\s*\n)").search
-
-
-def _all_records(text: str) -> bool:
-    """Whether every line of a batch (ending with a newline) is a record: no comment (`#...`), no blank line."""
-    return text[:1] != "#" and bool(text[:text.find("\n")].strip()) and _comment_or_blank_after_first(text) is None
+        yield lineno, rest.decode("latin-1"), 1
 
 
 def _records(lines: list[str], stats) -> list[str]:
@@ -171,9 +162,11 @@ def run(args) -> int:
         return 1
     try:
         for name, stream in _open_inputs(args.files):
-            for first_lineno, text in _text_batches(stream, stats):
-                whole = text.endswith("\n") and _all_records(text)  # the usual batch: parsed as read
-                if whole:
+            for first_lineno, text, count in _text_batches(stream, stats):
+                # the usual batch, all records, is parsed as read; one with comments, blank or malformed lines
+                # (parse_text refuses it: a comment is no record) line by line
+                parsed = parse_text(text, count)
+                if parsed is not None:
                     lines = records = TextLines(text)
                 else:
                     lines = text.split("\n")
@@ -182,13 +175,13 @@ def run(args) -> int:
                     records = _records(lines, stats)
 
                 def on_malformed(index, reason, name=name, records=records, first_lineno=first_lineno,
-                                 lines=lines, whole=whole):
+                                 lines=lines, whole=parsed is not None):
                     if len(malformed) < MALFORMED_SHOWN:
                         lineno = first_lineno + (index if whole else _position(lines, index))
                         malformed.append((name, lineno, reason, records[index]))
 
-                if whole:
-                    out = pipeline.feed_text(text, on_malformed=on_malformed)
+                if parsed is not None:
+                    out = pipeline.feed_records(parsed, lines, on_malformed=on_malformed)
                 else:
                     out = pipeline.feed_lines(records, on_malformed=on_malformed)
                 if out:

@@ -11,7 +11,7 @@ from auoms_py.pipeline.assemble import Assembler
 from auoms_py.pipeline.interpret import Interpreter
 from auoms_py.pipeline.merge import FastMerger, Merger
 from auoms_py.pipeline.model import Event, OutputRecord, Record
-from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_lines, parse_netlink_pair, parse_text
+from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_lines, parse_netlink_pair
 from auoms_py.pipeline.userdb import UserDB
 
 __all__ = ["Pipeline", "TextLines", "UserDB", "MalformedRecord", "OutputRecord", "Record", "Event"]
@@ -67,15 +67,10 @@ class Pipeline:
             return self._feed(lines, parse_line, now, on_malformed)
         return self._feed(records, None, now, on_malformed, lines)
 
-    def feed_text(self, text: str, now: float = 0.0, on_malformed=None) -> list[list[OutputRecord]]:
-        """Many lines as read, each ending with a newline: feed_lines without splitting them first."""
-        records = parse_text(text)
-        if records is None:  # some line is malformed: parse them one by one
-            lines = text.split("\n")
-            if lines[-1] == "":
-                lines.pop()
-            return self._feed(lines, parse_line, now, on_malformed)
-        return self._feed(records, None, now, on_malformed, TextLines(text))
+    def feed_records(self, records: list[Record], lines, now: float = 0.0, on_malformed=None):
+        """Records the caller parsed from `lines` (parse_text), one per line: lines[index] is reported when the
+        record at index is malformed."""
+        return self._feed(records, None, now, on_malformed, lines)
 
     def feed_netlink(self, code: int, text: str, now: float = 0.0) -> list[list[OutputRecord]]:
         """One kernel netlink record: its type code and its `audit(...): ...` text."""

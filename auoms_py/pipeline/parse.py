@@ -79,9 +79,12 @@ def parse_lines(lines: list[str]) -> list[Record] | None:
     return _parse_batch(text, len(text), len(lines))
 
 
-def parse_text(text: str) -> list[Record] | None:
-    """parse_lines for a batch as read, lines each ending with a newline (no split and join again)."""
-    return _parse_batch(text, len(text) - 1, text.count("\n")) if text.endswith("\n") else None
+def parse_text(text: str, count: int | None = None) -> list[Record] | None:
+    """parse_lines for a batch as read, `count` lines each ending with a newline (no split and join again); None
+    also when some line is no record (a comment, a blank line)."""
+    if not text.endswith("\n"):
+        return None
+    return _parse_batch(text, len(text) - 1, text.count("\n") if count is None else count)
 
 
 def _parse_batch(text: str, end: int, count: int, _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
