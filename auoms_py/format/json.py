@@ -15,7 +15,7 @@ except ImportError:  # the json module writes the same text
     orjson = None
 
 from auoms_py.pipeline.cache import BoundedCache
-from auoms_py.pipeline.model import BARE, OutputRecord, bare_fields
+from auoms_py.pipeline.model import BARE, OutputRecord
 
 # raw numeric fields: typed as numbers when their value is a decimal integer (typed by name, never by look,
 # so a field keeps one type across events)
@@ -83,9 +83,39 @@ def iso_time(sec: int, msec: int) -> str:
 _pairs_of_fields = BoundedCache()
 
 
-def _pairs(triples: tuple) -> tuple:
-    return _pairs_of_fields.put(triples, tuple([(name, _typed(name, value, style)) for name, value, style in triples
-                                                if name != "node"]))
+def _pairs(triples: tuple) -> dict:
+    pairs = {}
+    for name, value, style in triples:  # a later field of the same name replaces the value, as in obj
+        if name != "node":
+            pairs[name] = _typed(name, value, style)
+    return _pairs_of_fields.put(triples, pairs)
+
+
+def _add_bare(obj: dict, part_text: str) -> None:
+    """Bare `name=value` fields (values without spaces) into obj: _typed for BARE, without making the triples."""
+    for token in part_text.split(" "):
+        name, _, value = token.partition("=")
+        if name in NUMERIC_FIELDS:
+            obj[name] = _number(value)
+        elif name in ARRAY_FIELDS:
+            obj[name] = _array(name, value)
+        elif name != "node":
+            obj[name] = text(value)
+
+
+# A folded record's fields are one list shared by every record of the same text (the merge caches them): their
+# prefixed JSON pairs are made once per list (the entry holds the list, so its id is not reused while cached).
+_merged_pairs = BoundedCache()
+
+
+def _prefixed(type_name: str, fields: list) -> dict:
+    entry = _merged_pairs.get(id(fields))
+    if entry is None or entry[0] is not fields or entry[1] != type_name:
+        pairs = {}
+        for name, value, style in fields:
+            pairs[f"{type_name}_{name}"] = _typed(name, value, style)
+        entry = _merged_pairs.put(id(fields), (fields, type_name, pairs))
+    return entry[2]
 
 
 def _add_fields(obj: dict, record: OutputRecord) -> None:
@@ -99,9 +129,7 @@ def _add_fields(obj: dict, record: OutputRecord) -> None:
     get = _pairs_of_fields.get
     for part_text, triples in parts:
         if triples is None:  # bare fields whose values differ in every event (pid, a0...)
-            for name, value, style in bare_fields(part_text):
-                if name != "node":
-                    obj[name] = _typed(name, value, style)
+            _add_bare(obj, part_text)
         else:
             obj.update(get(triples) or _pairs(triples))
 
@@ -115,8 +143,7 @@ def to_dict(record: OutputRecord, excluded_types: frozenset = frozenset()) -> di
         type_name = merged.type_name
         if type_name in excluded_types:
             continue
-        for name, value, style in merged.fields:
-            obj[f"{type_name}_{name}"] = _typed(name, value, style)
+        obj.update(_prefixed(type_name, merged.fields))
     if record.is_syscall:
         obj["containerid"] = record.containerid
     if record.argv is not None:
