@@ -15,7 +15,7 @@ except ImportError:  # the json module writes the same text
     orjson = None
 
 from auoms_py.pipeline.cache import BoundedCache
-from auoms_py.pipeline.model import BARE, OutputRecord
+from auoms_py.pipeline.model import BARE, MSEC_TEXTS, OutputRecord
 
 # raw numeric fields: typed as numbers when their value is a decimal integer (typed by name, never by look,
 # so a field keeps one type across events)
@@ -75,7 +75,7 @@ def iso_time(sec: int, msec: int) -> str:
     last = _last_second  # one read of one tuple: outputs may format in several threads
     if sec != last[0]:
         last = _last_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{last[1]}.{msec:03d}Z"
+    return f"{last[1]}.{MSEC_TEXTS[msec]}Z"
 
 
 # The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON

@@ -8,7 +8,7 @@ merged syscall records (defect §10.11: BPRM_FCAPS fields broke the `cmdline="..
 from __future__ import annotations
 
 from auoms_py.pipeline.escape import tty_escape
-from auoms_py.pipeline.model import TEXT, OutputRecord
+from auoms_py.pipeline.model import MSEC_TEXTS, TEXT, OutputRecord
 
 # AUOMS's MSTIC output configuration (testout.conf filter_record_types)
 DEFAULT_EXCLUDED_TYPES = frozenset((
@@ -62,7 +62,7 @@ def _unchecked_line(record: OutputRecord, excluded_types: frozenset) -> str | No
     """The line before control and non-ASCII bytes are escaped, or None if its record type is not written."""
     if record.type_name in excluded_types:
         return None
-    head = f"type={record.type_name} audit({record.sec}.{record.msec:03d}:{record.serial}):"
+    head = f"type={record.type_name} audit({record.sec}.{MSEC_TEXTS[record.msec]}:{record.serial}):"
     texts = record.field_texts()
     if texts is not None:
         parts = [head, *texts]

@@ -34,6 +34,8 @@ AUOMS_METRIC = 10006
 AUOMS_EXECVE = 14688
 
 _first = itemgetter(0)
+# "000".."999": an event's milliseconds as every format writes them (a lookup costs half of f"{msec:03d}")
+MSEC_TEXTS = tuple([f"{msec:03d}" for msec in range(1000)])
 
 
 def bare_fields(text: str) -> list[tuple[str, str, int]]:
