@@ -76,7 +76,18 @@ def _backslash(text: str, specials: str) -> str:
     return text
 
 
+# What makes bash_escape change a word (besides its being empty): a control byte, DEL, a space, or one of the
+# shell's specials. Non-ASCII is checked apart (isascii).
+_CHANGES_WORD = bytes(range(0x21)) + b"\x7f!&();<>|\"$'`\\"
+
+
 def join_args(args: list[str]) -> str:
+    """The arguments as shell words joined by spaces (AUOMS's cmdline). Words bash_escape leaves as they are, the
+    usual case, are found in one C-level pass over the joined text instead of a call per argument."""
+    text = " ".join(args)
+    if (text.isascii() and "" not in args
+            and len(text.encode("ascii").translate(None, _CHANGES_WORD)) == len(text) - len(args) + 1):
+        return text  # (the only bytes deleted were the spaces between the words)
     return " ".join([bash_escape(arg) for arg in args])
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from operator import itemgetter
 
-from auoms_py.pipeline.escape import bash_escape, unescape
+from auoms_py.pipeline.escape import bash_escape, join_args, unescape
 
 MISSING_PIECE = "<...>"
 _first = itemgetter(0)
@@ -123,8 +123,6 @@ def build_argv(execve_fields: list[list[tuple[str, str]]]) -> tuple[list[str], s
 # A long argument split into quoted pieces (`aN_len=L aN[0]="..." aN[1]="..."`), the pieces one after the other.
 _QUOTED_PIECES = re.compile(r'a([0-9]+)_len=([0-9]+)((?: a\1\[[0-9]+\]="[^" ]*")+)(?= |$)')
 _QUOTED_PIECE = re.compile(r'\[([0-9]+)\]="([^" ]*)"')
-# What makes bash_escape change a word of printable ASCII without spaces or double quotes
-_SHELL_SPECIALS = b"!&();<>|$'`\\"
 _ARG_NAMES: list[str] = ["a0="]  # what comes between the quoted values of `a0="..." a1="..."`: a0=, " a1=", ...
 _NUMBER_TEXTS: list[str] = []  # "0", "1", "2"...
 
@@ -183,9 +181,7 @@ def quoted_argv(bodies: list[str]) -> tuple[list[str], str, int] | None:
     argv = parts[1::2]
     if len(parts) != 2 * argc + 1 or parts[-1] or parts[0:-1:2] != _arg_names(argc):
         return None  # tokens of another kind (hex, a piece on its own...), or spacing the general path reads
-    cmdline = " ".join(argv)
-    if not (cmdline.isascii() and cmdline.isprintable()) or cmdline.count(" ") != argc - 1:
+    text = " ".join(argv)
+    if not (text.isascii() and text.isprintable()) or text.count(" ") != argc - 1:
         return None  # a space or other whitespace inside a value: the general path decides how to split
-    if "" in argv or len(cmdline.encode("ascii").translate(None, _SHELL_SPECIALS)) != len(cmdline):
-        cmdline = " ".join([bash_escape(arg) for arg in argv])
-    return argv, cmdline, argc
+    return argv, join_args(argv), argc

@@ -294,6 +294,13 @@ def _cut_number(text: str, marker: str) -> tuple[str, int | None, str | None]:
     return text, None, None
 
 
+def _tail_facts(values: dict) -> tuple:
+    """(uid, gid, exe, keys) from the raw values of a SYSCALL record's tail (`auid=.. ... key=..`)."""
+    if "exe" not in values or not _TAIL_FORBIDDEN.isdisjoint(values):
+        raise _NotFast  # fields the general path skips or reads from the head
+    return (_int(values.get("uid")), _int(values.get("gid")), unescape(values["exe"])[0], split_keys(values.get("key")))
+
+
 class FastMerger(Merger):
     """The general Merger plus caches keyed by whole record text, for records in the kernel's usual layout.
 
@@ -509,25 +516,30 @@ class FastMerger(Merger):
     def _syscall_tail(self, tail: str):
         """(text, triples, uid, gid, exe, keys) for `auid=.. uid=.. ... ses=.. comm=.. exe=.. [subj=..] [key=..]`.
 
-        A tail differs from the last one of the same user and program mostly by its session: the rest is
-        looked up with `ses=` cut out, and the session's field joins it."""
+        A tail differs from the last one of the same user and program mostly by its session: the rest, and what
+        is read from it, is looked up with `ses=` cut out, and the session's field joins it."""
         stripped = tail[:-1] if tail.endswith(" ") else tail  # records without a key field end with a space
         cut, at, ses = _cut_number(stripped, " ses=")
         if ses is None:
             text, triples, values = self._section(model.SYSCALL, stripped)
+            facts = _tail_facts(values)
         else:
             key = (cut, at)
-            before, after, values = self.tail_rests.get(key) or self.tail_rests.put(
-                key, self._sections_around(model.SYSCALL, cut, at))
+            prefix, suffix, before_triples, after_triples, facts = self.tail_rests.get(key) or self._tail_rest(key)
             cache = self._token_cache(model.SYSCALL, None)
             token = "ses=" + ses
             ses_text, ses_triples = (cache.get(token) or self._token(cache, model.SYSCALL, token, None))[:2]
-            text = " ".join([part for part in (before[0], ses_text, after[0]) if part])
-            triples = before[1] + ses_triples + after[1]
-        if "exe" not in values or not _TAIL_FORBIDDEN.isdisjoint(values):
-            raise _NotFast  # fields the general path skips or reads from the head
-        return self.tails.put(tail, (text, triples, _int(values.get("uid")), _int(values.get("gid")),
-                                     unescape(values["exe"])[0], split_keys(values.get("key"))))
+            text = prefix + ses_text + suffix
+            triples = before_triples + ses_triples + after_triples
+        return self.tails.put(tail, (text, triples, *facts))
+
+    def _tail_rest(self, key: tuple):
+        """(text before the session's field and a space, a space and the text after it, their triples, and the
+        facts of _tail_facts) for a SYSCALL tail whose session was cut out: the key of _cut_number's cut."""
+        (before_text, before_triples), (after_text, after_triples), values = self._sections_around(model.SYSCALL, *key)
+        prefix = f"{before_text} " if before_text else ""
+        suffix = f" {after_text}" if after_text else ""
+        return self.tail_rests.put(key, (prefix, suffix, before_triples, after_triples, _tail_facts(values)))
 
     def _single(self, code: int, name: str, body: str, arch_raw: str | None):
         """(text, triples) of a record that is one `name=value` field (CWD, SOCKADDR)."""

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from auoms_py.pipeline.escape import bash_escape, join_args
 from auoms_py.pipeline.execve import build_argv, quoted_argv
 from auoms_py.pipeline.parse import parse_line, split_fields
 from tests.paths import AUOMS_REF, SHARED
@@ -127,3 +128,11 @@ def test_the_benchmark_corpus_big_events(tmp_path):
     events = _events_execve_bodies(read_lines(corpus))
     taken = [assert_same_or_none(bodies) for bodies in events if len(bodies) > 1]
     assert taken and any(result is not None for result in taken)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.text(st.characters(max_codepoint=0xFF), max_size=8),
+                          st.text(st.sampled_from("ab-/.= !&();<>|\"$'`\\\t\x7f"), max_size=4)), max_size=6))
+def test_join_args_equals_bash_escape_word_by_word(args):
+    """join_args takes words bash_escape leaves alone in one pass: it must write what the word-by-word join does."""
+    assert join_args(args) == " ".join([bash_escape(arg) for arg in args])
