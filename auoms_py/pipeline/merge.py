@@ -22,6 +22,7 @@ from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, un
 from auoms_py.pipeline.execve import build_argv, quoted_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
 from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
+from auoms_py.pipeline.parse import unwrap_msg
 
 SYSCALL_EVENT_TYPES = frozenset((model.SYSCALL, model.EXECVE, model.CWD, model.PATH, model.SOCKADDR,
                                  model.INTEGRITY_RULE))
@@ -483,6 +484,40 @@ class FastMerger(Merger):
         if others:
             interpret = self._cached_merged_fields
             out.merged = [MergedRecord(record[1], record, interpret, arch_raw) for record in others]
+        return out
+
+    def pass_through(self, event: Event, record) -> OutputRecord:
+        """A record of a non-syscall event (USER_LOGIN, USER_ERR, ...): its tokens looked up in the token cache
+        (pids and other one-of-a-kind values are written as read); anything unusual goes the general way."""
+        code = record[0]
+        if code == model.INTEGRITY_POLICY_RULE:
+            return super().pass_through(event, record)
+        try:
+            tokens = _plain_tokens(unwrap_msg(record[4]).strip(" "))
+            cache = self._token_cache(code, None)
+            get = cache.get
+            parts = [] if record[2] is None else [("node=" + record[2], None)]
+            pid = uid = exe = None
+            for token in tokens:
+                text, triples, name, raw = get(token) or self._token(cache, code, token, None)
+                parts.append((text, triples))
+                if name == "pid":  # (the last of a name wins, as in the general path)
+                    pid = raw
+                elif name == "uid":
+                    uid = raw
+                elif name == "exe":
+                    exe = raw
+        except _NotFast:
+            return super().pass_through(event, record)
+        out = OutputRecord(code, record[1], event.sec, event.msec, event.serial, record[2])
+        out.raw_text = record[4]
+        out.parts = parts
+        if pid is not None:
+            out.pid = _int(pid)
+        if uid is not None:
+            out.uid = _int(uid)
+        if exe is not None:
+            out.exe = unescape(exe)[0]
         return out
 
     def _cached_merged_fields(self, record, arch_raw: str | None) -> list:

@@ -207,13 +207,7 @@ def split_fields(code: int, body: str) -> list[tuple[str, str]]:
     """
     if code == INTEGRITY_POLICY_RULE:
         return [("unparsed_text", body)]
-    start = body.find("msg='")
-    if start >= 0 and (start == 0 or body[start - 1] == " "):
-        end = body.rfind("'")
-        if end > start + 4:
-            body = f"{body[:start]}{body[start + 5:end]} {body[end + 1:]}"
-        else:  # no closing quote: take the rest as the message
-            body = body[:start] + body[start + 5:]
+    body = unwrap_msg(body)
     if not _has_spaced_quote(body):
         return [(name, value) for name, _, value in [token.partition("=") for token in body.split()]]
     fields: list[tuple[str, str]] = []
@@ -239,6 +233,17 @@ def split_fields(code: int, body: str) -> list[tuple[str, str]]:
             value = " ".join(pieces)
         append((name, value))
     return fields
+
+
+def unwrap_msg(body: str) -> str:
+    """A user-space record's body with its `msg='k=v k=v'` unwrapped: the message's fields become the record's."""
+    start = body.find("msg='")
+    if start >= 0 and (start == 0 or body[start - 1] == " "):
+        end = body.rfind("'")
+        if end > start + 4:
+            return f"{body[:start]}{body[start + 5:end]} {body[end + 1:]}"
+        return body[:start] + body[start + 5:]  # no closing quote: take the rest as the message
+    return body
 
 
 # Whether some double-quoted value holds a space or tab (rare: the kernel hex-encodes such text). One C-level search:

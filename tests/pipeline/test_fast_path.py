@@ -188,3 +188,23 @@ def test_a_proctitle_beside_execve_with_whitespace_in_it_is_left_to_the_general_
     records = [SYSCALL.format(n=1), 'type=EXECVE msg=audit(1.001:1): argc=1 a0="x"',
                f"type=PROCTITLE msg=audit(1.001:1): proctitle=7800790A{whitespace}", "type=EOE msg=audit(1.001:1): "]
     assert_same(records + [line.replace(":1)", ":2)") for line in records])
+
+
+USER_LOGIN = ("type=USER_LOGIN msg=audit(1.001:{n}): pid=7 uid=0 auid=1000 ses=3 subj=unconfined "
+              "msg='op=login id=1000 exe=\"/usr/sbin/sshd\" hostname=? addr=10.0.0.1 terminal=ssh res=success'")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([
+    ' acct="a b"', " exe=2F62696E", "  ", " ", " x", "\t", "=", ' "', "", " msg='", "'", " uid=x", " pid=8",
+    " node=h", " uid=1000", ' exe="/x"', " ses=4294967295", " saddr=0100", "\x0b", " a=b=c",
+]), min_size=1, max_size=6), st.integers(min_value=0, max_value=200), st.booleans())
+def test_same_output_on_mutated_pass_through_records(mutations, at, with_node):
+    """Records of non-syscall events take the token cache: bent out of shape, they must step aside, never differ."""
+    record = USER_LOGIN.format(n=1)
+    for mutation in mutations:
+        position = min(at, len(record))
+        record = record[:position] + mutation + record[position:]
+    if with_node:
+        record = "node=web-01 " + record
+    assert_same([record, record.replace(":1)", ":2)"), "type=USER_ERR msg=audit(1.001:3): pid=1 uid=0 res=failed"])
