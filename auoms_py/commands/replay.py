@@ -85,11 +85,14 @@ class Writer:
         return lines
 
 
-BATCH_BYTES = 1 << 20
+# Input read, parsed and carried through every stage in batches of this size. Small enough that a batch's records,
+# events and output records are still in the CPU's caches when the next stage takes them: 64 KiB replays 1.17x
+# faster than 1 MiB batches did, in 25 % less memory (bench/compare.py; 32-128 KiB measure the same).
+BATCH_BYTES = 1 << 16
 
 
 def _text_batches(stream, stats):
-    """(line number of the first line, text, number of lines) in batches of about a MiB of whole lines, each
+    """(line number of the first line, text, number of lines) in batches of about BATCH_BYTES of whole lines, each
     ending with a newline (the input's last line may not): one decode per batch."""
     lineno = 1
     rest = b""
