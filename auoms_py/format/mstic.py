@@ -7,6 +7,8 @@ merged syscall records (defect §10.11: BPRM_FCAPS fields broke the `cmdline="..
 """
 from __future__ import annotations
 
+from operator import itemgetter
+
 from auoms_py.pipeline.escape import tty_escape
 from auoms_py.pipeline.model import MSEC_TEXTS, TEXT, OutputRecord
 
@@ -30,22 +32,36 @@ def _write_fields(parts: list, fields, prefix: str = "") -> None:
 
 def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES) -> str | None:
     """The syslog body for one output record, or None if its record type is not written."""
-    line = _unchecked_line(record, excluded_types)
-    if line is None or _clean(line):
-        return line
-    return tty_escape(line)
+    lines = format_lines(((record,),), excluded_types)
+    return lines[0] if lines else None
 
 
-def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES) -> list[str]:
-    """The syslog bodies of many output events (lists of records), as format_record writes them one by one; the
-    control-byte check runs once over all of them (one C-level pass instead of one per line)."""
+def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES, _first=itemgetter(0),
+                 _msec_texts=MSEC_TEXTS) -> list[str]:
+    """The syslog bodies of many output events (lists of records), one per record whose type is written. The
+    control-byte check runs once over all of them (one C-level pass instead of one per line); a line holding a
+    control or non-ASCII byte is escaped (tty_escape)."""
     lines = []
     append = lines.append
     for records in output_events:
         for record in records:
-            line = _unchecked_line(record, excluded_types)
-            if line is not None:
-                append(line)
+            type_name = record.type_name
+            if type_name in excluded_types:
+                continue
+            head = f"type={type_name} audit({record.sec}.{_msec_texts[record.msec]}:{record.serial}):"
+            parts = record.parts
+            if parts is not None and not record._fields_set:  # the fast path's texts, as they are written
+                words = [head, *map(_first, parts)]
+            else:
+                words = [head]
+                _write_fields(words, record.fields)
+            for merged in record.merged:
+                merged_type = merged.type_name
+                if merged_type not in excluded_types:
+                    _write_fields(words, merged.fields, merged_type + "_")
+            if record.is_syscall:
+                words.append(f"containerid={record.containerid}")
+            append(" ".join(words))
     text = "\n".join(lines)
     if _clean(text, _CONTROL_BYTES_BUT_NEWLINE) and text.count("\n") == len(lines) - 1:  # newlines only between
         return lines
@@ -56,23 +72,3 @@ def _clean(text: str, controls: bytes = _CONTROL_BYTES) -> bool:
     """No byte of `controls` (C0 and DEL) and none above 0x7F. Deleting them changes nothing: in C, twice as fast
     as str.isprintable's per-character test."""
     return text.isascii() and len(text.encode("ascii").translate(None, controls)) == len(text)
-
-
-def _unchecked_line(record: OutputRecord, excluded_types: frozenset) -> str | None:
-    """The line before control and non-ASCII bytes are escaped, or None if its record type is not written."""
-    if record.type_name in excluded_types:
-        return None
-    head = f"type={record.type_name} audit({record.sec}.{MSEC_TEXTS[record.msec]}:{record.serial}):"
-    texts = record.field_texts()
-    if texts is not None:
-        parts = [head, *texts]
-    else:
-        parts = [head]
-        _write_fields(parts, record.fields)
-    for merged in record.merged:
-        type_name = merged.type_name
-        if type_name not in excluded_types:
-            _write_fields(parts, merged.fields, type_name + "_")
-    if record.is_syscall:
-        parts.append(f"containerid={record.containerid}")
-    return " ".join(parts)

@@ -6,7 +6,6 @@ into what their format needs (raw bytes for syslog, `\\xNN` escapes, or real Uni
 """
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import NamedTuple
 
 from auoms_py.pipeline.escape import split_proctitle, unescape
@@ -33,7 +32,6 @@ AUOMS_STATUS = 10005
 AUOMS_METRIC = 10006
 AUOMS_EXECVE = 14688
 
-_first = itemgetter(0)
 # "000".."999": an event's milliseconds as every format writes them (a lookup costs half of f"{msec:03d}")
 MSEC_TEXTS = tuple([f"{msec:03d}" for msec in range(1000)])
 
@@ -199,13 +197,6 @@ class OutputRecord:
     def proctitle_argv(self, argv: list[str] | None) -> None:
         self._proctitle_argv = argv
         self._proctitle_raw = None
-
-    def field_texts(self):
-        """The fields as the MSTIC line writes them (an iterator), when the fast path made them and nobody changed
-        the record; else None."""
-        if self.parts is None or self._fields_set:
-            return None
-        return map(_first, self.parts)
 
     @property
     def event_id(self) -> str:
