@@ -7,12 +7,16 @@
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 from auoms_py.pipeline.assemble import Assembler
 from auoms_py.pipeline.interpret import Interpreter
 from auoms_py.pipeline.merge import FastMerger, Merger
 from auoms_py.pipeline.model import Event, OutputRecord, Record
 from auoms_py.pipeline.parse import MalformedRecord, parse_line, parse_lines, parse_netlink_pair
 from auoms_py.pipeline.userdb import UserDB
+
+_records_of = attrgetter("records")
 
 __all__ = ["Pipeline", "TextLines", "UserDB", "MalformedRecord", "OutputRecord", "Record", "Event"]
 
@@ -137,8 +141,8 @@ class Pipeline:
                 self._malformed(f"internal error {type(exc).__name__}: {exc}",
                                 " | ".join(f"{r.type_name} {r.body}" for r in event.records)[:2000])
         self._events_count += len(events)
-        self._event_records += sum([len(event.records) for event in events])
-        self._output_records += sum([len(records) for records in out])
+        self._event_records += sum(map(len, map(_records_of, events)))
+        self._output_records += sum(map(len, out))
         return out
 
     @property
