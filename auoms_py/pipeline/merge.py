@@ -492,6 +492,9 @@ class FastMerger(Merger):
         code = record[0]
         if code == model.INTEGRITY_POLICY_RULE:
             return super().pass_through(event, record)
+        userdb = self.interpreter.userdb
+        if userdb is not None and userdb.generation != self._generation:
+            self._new_generation(userdb.generation)  # (the token caches hold names)
         try:
             tokens = _plain_tokens(unwrap_msg(record[4]).strip(" "))
             cache = self._token_cache(code, None)

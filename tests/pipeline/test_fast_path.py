@@ -172,10 +172,16 @@ def test_cached_interpretations_follow_a_user_db_reload(tmp_path):
         record = out[0][0]
         return record.get("audit_user"), record.merged[0].fields
 
+    def login_user(serial):
+        login = f"type=USER_LOGIN msg=audit(1.001:{serial}): pid=7 uid=1000 auid=1000 ses=3 msg='op=login res=success'"
+        return pipeline.feed_line(login)[0][0].get("user")
+
     assert fields(1)[0] == "alice" and ("ouid", "alice", 0) in fields(2)[1]
+    assert login_user(10) == "alice"
     passwd.write_text("root:x:0:0::/:/bin/sh\nbob:x:1000:1000::/:/bin/sh\n")
     clock[0] = 2.0
     pipeline.tick(clock[0])
+    assert login_user(11) == "bob"  # a pass-through record first after the reload: its token cache is stale too
     user, merged = fields(3)
     assert pipeline.merger.fast_events == 3
     assert user == "bob" and ("ouid", "bob", 0) in merged and ("ouid", "alice", 0) not in merged
