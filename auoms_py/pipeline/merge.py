@@ -8,7 +8,7 @@ Speed: this stage is most of the pipeline's cost, so the records the kernel writ
 fast path (`FastMerger`): records, or sections of them, are looked up whole in caches of what they become, with
 the values that differ in every event (exit, a0..a3, ppid, pid; a PATH record's inode) cut out of the key and
 written as read; a miss is interpreted token by token (`uid=0` -> `user=root uid=0`, tokens cached too).
-Anything unusual (another layout, a quoted value holding spaces, split arguments, several EXECVE records) takes
+Anything unusual (another layout, a quoted value holding spaces, hex split arguments, several EXECVE records) takes
 the general path, which handles every input; tests run both over the same corpora and require identical output.
 """
 from __future__ import annotations
