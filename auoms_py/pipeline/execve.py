@@ -127,13 +127,20 @@ _ARG_NAMES: list[str] = ["a0="]  # what comes between the quoted values of `a0="
 _NUMBER_TEXTS: list[str] = []  # "0", "1", "2"...
 
 
+_KEPT_NAMES = 4096  # names kept made beyond this many arguments are made per use: a forged argc grows no table
+
+
 def _number_texts(count: int) -> list[str]:
+    if count > _KEPT_NAMES:
+        return list(map(str, range(count)))
     if len(_NUMBER_TEXTS) < count:
         _NUMBER_TEXTS.extend(map(str, range(len(_NUMBER_TEXTS), count)))
     return _NUMBER_TEXTS[:count]
 
 
 def _arg_names(count: int) -> list[str]:
+    if count > _KEPT_NAMES:
+        return ["a0=", *[f" a{number}=" for number in range(1, count)]]
     if len(_ARG_NAMES) < count:
         _ARG_NAMES.extend([f" a{number}=" for number in range(len(_ARG_NAMES), count)])
     return _ARG_NAMES[:count]

@@ -62,6 +62,16 @@ def test_a_long_command_line_over_many_records_with_split_arguments():
     assert argv == args and cmdline == " ".join(args) and argc == 3000
 
 
+def test_names_for_more_arguments_than_kept_are_made_per_use():
+    from auoms_py.pipeline import execve
+
+    count = execve._KEPT_NAMES + 10
+    args = [f"x{number}" for number in range(count)]
+    body = f"argc={count} " + " ".join(f'a{number}="{arg}"' for number, arg in enumerate(args))
+    assert assert_same_or_none([body]) == (args, " ".join(args), count)
+    assert len(execve._ARG_NAMES) <= execve._KEPT_NAMES and len(execve._NUMBER_TEXTS) <= execve._KEPT_NAMES
+
+
 @pytest.mark.parametrize("bodies", [
     ['argc=2 a0="ls" a1_len=6 a1[0]="abc"'],  # a piece missing: <...>
     ['argc=2 a0="ls" a1_len=3 a1[1]="abc"'],  # piece 0 missing
