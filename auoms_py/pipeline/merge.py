@@ -364,9 +364,7 @@ class FastMerger(Merger):
                 others.append(record)
         if syscall is None:
             return super().event_records(event)
-        userdb = self.interpreter.userdb
-        if userdb is not None and userdb.generation != self._generation:
-            self._new_generation(userdb.generation)
+        self._check_names()
         try:
             out = self._fast(event, syscall, cwd, paths, execve, sockaddr, proctitle, others)
         except _NotFast:
@@ -379,18 +377,18 @@ class FastMerger(Merger):
 
     def merge_syscall_event(self, event: Event) -> OutputRecord:
         """Only events event_records did not take (no SYSCALL record, several EXECVE records...) come here."""
-        userdb = self.interpreter.userdb
-        generation = userdb.generation if userdb is not None else 0
-        if generation != self._generation:
-            self._new_generation(generation)
         self.general_events += 1
         return super().merge_syscall_event(event)
 
-    def _new_generation(self, generation) -> None:
-        """Names changed (the user db was re-read): every cached interpretation is stale."""
-        self._generation = generation
-        for name in self._CACHES:
-            getattr(self, name).clear()
+    def _check_names(self) -> None:
+        """Empty every cache if the user db was re-read since they were filled: they hold names. (Called where
+        cached interpretations are used: a syscall event, a pass-through record, a folded record's fields.)"""
+        userdb = self.interpreter.userdb
+        generation = userdb.generation if userdb is not None else 0
+        if generation != self._generation:
+            self._generation = generation
+            for name in self._CACHES:
+                getattr(self, name).clear()
 
     # -- interpreting a miss ------------------------------------------------------------------------------------------
 
@@ -492,9 +490,7 @@ class FastMerger(Merger):
         code = record[0]
         if code == model.INTEGRITY_POLICY_RULE:
             return super().pass_through(event, record)
-        userdb = self.interpreter.userdb
-        if userdb is not None and userdb.generation != self._generation:
-            self._new_generation(userdb.generation)  # (the token caches hold names)
+        self._check_names()
         try:
             tokens = _plain_tokens(unwrap_msg(record[4]).strip(" "))
             cache = self._token_cache(code, None)
@@ -526,9 +522,7 @@ class FastMerger(Merger):
     def _cached_merged_fields(self, record, arch_raw: str | None) -> list:
         """The fields of a folded record, when a format asks (json and oms write BPRM_FCAPS, whose text repeats on
         every exec by root): looked up by its text. The list is shared: readers must not change it."""
-        userdb = self.interpreter.userdb
-        if userdb is not None and userdb.generation != self._generation:
-            self._new_generation(userdb.generation)  # (a format may ask after the names were re-read)
+        self._check_names()  # (a format may ask after the names were re-read)
         key = (record[0], record[4], arch_raw)
         fields = self.merged_fields.get(key)
         if fields is None:
