@@ -52,15 +52,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--format", default="mstic", choices=("mstic", "json", "oms"))
     args = parser.parse_args()
-    from run import make_corpus  # bench/run.py: the same corpus as the benchmark
+    from run import compile_byte_code, make_corpus  # bench/run.py: the same corpus as the benchmark
 
     corpus = make_corpus(args.events, 1, 2, False)
     trees = {args.old: export(args.old), args.new or "working tree": export(args.new) if args.new else REPO}
-    for tree in trees.values():  # byte-code compiled ahead for both, so neither pays compiling in its rounds (the
-        # environment may say PYTHONDONTWRITEBYTECODE, and an exported tree has no __pycache__ yet)
-        subprocess.run([str(PYTHON), "-m", "compileall", "-q", str(tree / "auoms_py")], check=True,
-                       env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-                       stdout=subprocess.DEVNULL)
+    for tree in trees.values():  # so that neither pays compiling in its rounds
+        compile_byte_code(tree)
     times: dict[str, list[float]] = {name: [] for name in trees}
     for _ in range(args.rounds):
         for name, tree in trees.items():

@@ -114,6 +114,14 @@ def count_events(path: Path) -> tuple[int, int]:
     return len(ids), records
 
 
+def compile_byte_code(tree: Path) -> None:
+    """Byte code compiled ahead, as an installed package has it. The environment may say PYTHONDONTWRITEBYTECODE:
+    then every run of an edited (or exported) tree would compile its modules again, 40 ms of start-up here."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "auoms_py")], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                   stdout=subprocess.DEVNULL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -126,10 +134,7 @@ def main() -> int:
     args = parser.parse_args()
 
     corpus = make_corpus(args.events, args.seed, args.interleave, args.no_eoe)
-    # byte code compiled ahead, as an installed package has it (the environment may say PYTHONDONTWRITEBYTECODE:
-    # then every run of an edited tree would compile its modules again, 40 ms of start-up here)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "auoms_py")], check=True,
-                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, stdout=subprocess.DEVNULL)
+    compile_byte_code(REPO)
     events, records = count_events(corpus)
     size_mb = corpus.stat().st_size / 1e6
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
