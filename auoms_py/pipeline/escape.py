@@ -10,7 +10,8 @@ _TTY_ESCAPES = {i: f"\\x{i:02X}" for i in list(range(0x20)) + list(range(0x7F, 0
 _BASH_C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\e", 39: "\\'"}
 _BASH_ANSI_C = {i: _BASH_C_ESCAPES.get(i, f"\\x{i:02X}") for i in list(range(0x20)) + list(range(0x7F, 0x100))}
 _BASH_ANSI_C[39] = "\\'"
-_DOUBLE_QUOTE_TRIGGERS = frozenset(" &();<>|")
+_DOUBLE_QUOTE_TRIGGER_CHARS = " &();<>|"
+_DOUBLE_QUOTE_TRIGGERS = frozenset(_DOUBLE_QUOTE_TRIGGER_CHARS)
 
 # kinds of raw value, as unescape() reports them
 RAW = 0  # bare token: (null), (none), numbers, ?
@@ -60,7 +61,10 @@ def bash_escape(arg: str) -> str:
         if "'" in arg:
             return "$'" + arg.translate(_BASH_ANSI_C) + "'"
         return "'" + arg + "'"
-    if not _DOUBLE_QUOTE_TRIGGERS.isdisjoint(arg):
+    # (frozenset.isdisjoint hashes every character: the fastest test for a word, 150 us for a 20,000-character
+    # argument, where eight C-level searches take 1 us)
+    if (not _DOUBLE_QUOTE_TRIGGERS.isdisjoint(arg) if len(arg) < 256
+            else any([char in arg for char in _DOUBLE_QUOTE_TRIGGER_CHARS])):
         return '"' + _backslash(arg, '"$`') + '"'
     if '"' in arg or "$" in arg or "'" in arg or "\\" in arg or "`" in arg:
         return _backslash(arg, "\"$'`")

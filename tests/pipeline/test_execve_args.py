@@ -146,3 +146,13 @@ def test_the_benchmark_corpus_big_events(tmp_path):
 def test_join_args_equals_bash_escape_word_by_word(args):
     """join_args takes words bash_escape leaves alone in one pass: it must write what the word-by-word join does."""
     assert join_args(args) == " ".join([bash_escape(arg) for arg in args])
+
+
+@pytest.mark.parametrize("trigger", list(" &();<>|"))
+@pytest.mark.parametrize("length", [10, 255, 256, 20000])
+def test_long_and_short_words_with_a_double_quote_trigger_are_double_quoted(trigger, length):
+    """bash_escape tests short and long words for these characters in different ways: same result."""
+    word = "a" * (length - 1) + trigger
+    assert bash_escape(word) == f'"{word}"'
+    assert bash_escape(trigger + "b" * (length - 1)) == f'"{trigger}{"b" * (length - 1)}"'
+    assert bash_escape("c" * length) == "c" * length
