@@ -123,3 +123,33 @@ def test_an_event_a_formatter_fails_on_is_counted_and_the_others_written():
         Writer(expected, fmt, frozenset()).write(good)
         assert stream.getvalue() == expected.getvalue() and writer.lines >= 10
         assert writer.failed_events == 1 and writer.failures[0].startswith("audit(1.002:3): ")
+
+
+def _replay_in_process(monkeypatch, capsys, batch_bytes, *argv):
+    import io
+
+    from auoms_py.cli import build_parser
+    from auoms_py.commands import replay as replay_command
+
+    monkeypatch.setattr(replay_command, "BATCH_BYTES", batch_bytes)
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
+    args = build_parser("replay").parse_args(["replay", *argv])
+    assert args.func(args) == 0
+    return out.getvalue(), capsys.readouterr().err
+
+
+def test_batch_size_changes_nothing_but_speed(tmp_path, monkeypatch, capsys):
+    """Lines cut anywhere by the batches (a record, a line number, an event across batches): the same output
+    and the same summary, malformed lines with their own numbers, whatever the batch size."""
+    log = tmp_path / "audit.log"
+    good = (AUOMS_REF / "raw_test_events.log").read_bytes()
+    log.write_bytes(good + b"this is not audit\n" + b"# a comment\n" + good.replace(b"audit(", b"audit(1")
+                    + b"type=CWD msg=audit(x): ")  # the last line without a newline
+    results = [_replay_in_process(monkeypatch, capsys, size, *USERDB, "--format", "json", str(log))
+               for size in (1 << 16, 97, 1)]
+    assert results[0][0].count(b"\n") >= 20
+    assert results[1] == results[0] and results[2] == results[0]
+    lines = good.count(b"\n")
+    assert f"{log}:{lines + 1}: no type= field" in results[0][1]
+    assert f"{log}:{2 * lines + 3}: bad event id audit(x)" in results[0][1]
