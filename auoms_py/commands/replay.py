@@ -169,7 +169,8 @@ def run(args) -> int:
                 # the usual batch, all records, is parsed as read; one with comments, blank or malformed lines
                 # (parse_text refuses it: a comment is no record) line by line
                 parsed = parse_text(text, count)
-                if parsed is not None:
+                whole = parsed is not None
+                if whole:
                     lines = records = TextLines(text)
                 else:
                     lines = text.split("\n")
@@ -178,12 +179,12 @@ def run(args) -> int:
                     records = _records(lines, stats)
 
                 def on_malformed(index, reason, name=name, records=records, first_lineno=first_lineno,
-                                 lines=lines, whole=parsed is not None):
+                                 lines=lines, whole=whole):
                     if len(malformed) < MALFORMED_SHOWN:
                         lineno = first_lineno + (index if whole else _position(lines, index))
                         malformed.append((name, lineno, reason, records[index]))
 
-                if parsed is not None:
+                if whole:
                     out = pipeline.feed_records(parsed, lines, on_malformed=on_malformed)
                 else:
                     out = pipeline.feed_lines(records, on_malformed=on_malformed)

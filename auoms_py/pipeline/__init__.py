@@ -69,7 +69,7 @@ class Pipeline:
         records = parse_lines(lines)
         if records is None:  # some line is malformed: parse them one by one
             return self._feed(lines, parse_line, now, on_malformed)
-        return self._feed(records, None, now, on_malformed, lines)
+        return self.feed_records(records, lines, now, on_malformed)
 
     def feed_records(self, records: list[Record], lines, now: float = 0.0, on_malformed=None):
         """Records the caller parsed from `lines` (parse_text), one per line: lines[index] is reported when the

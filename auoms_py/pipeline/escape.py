@@ -85,10 +85,11 @@ def _backslash(text: str, specials: str) -> str:
 _CHANGES_WORD = bytes(range(0x21)) + b"\x7f!&();<>|\"$'`\\"
 
 
-def join_args(args: list[str]) -> str:
+def join_args(args: list[str], joined: str | None = None) -> str:
     """The arguments as shell words joined by spaces (AUOMS's cmdline). Words bash_escape leaves as they are, the
-    usual case, are found in one C-level pass over the joined text instead of a call per argument."""
-    text = " ".join(args)
+    usual case, are found in one C-level pass over the joined text instead of a call per argument. `joined`: the
+    caller's " ".join(args), when it has it."""
+    text = " ".join(args) if joined is None else joined
     if (text.isascii() and "" not in args
             and len(text.encode("ascii").translate(None, _CHANGES_WORD)) == len(text) - len(args) + 1):
         return text  # (the only bytes deleted were the spaces between the words)

@@ -191,4 +191,4 @@ def quoted_argv(bodies: list[str]) -> tuple[list[str], str, int] | None:
     text = " ".join(argv)
     if not (text.isascii() and text.isprintable()) or text.count(" ") != argc - 1:
         return None  # a space or other whitespace inside a value: the general path decides how to split
-    return argv, join_args(argv), argc
+    return argv, join_args(argv, text), argc
