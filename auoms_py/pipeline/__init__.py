@@ -139,7 +139,7 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - a bug met by one event must not lose the others
                 self.internal_errors += 1
                 self._malformed(f"internal error {type(exc).__name__}: {exc}",
-                                " | ".join(f"{r.type_name} {r.body}" for r in event.records)[:2000])
+                                " | ".join(f"{r[1]} {r[4]}" for r in event.records)[:2000])
         self._events_count += len(events)
         self._event_records += sum(map(len, map(_records_of, events)))
         self._output_records += sum(map(len, out))

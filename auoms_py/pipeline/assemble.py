@@ -121,15 +121,15 @@ class Assembler:
         return completed
 
     def _first_record(self, record: Record, key: str, now: float):
-        code = record.code
+        code = record[0]
         if code == EOE:
             self.counters["eoe_records"] += 1
             self.counters["eoe_without_event"] += 1
             return ()
         event = Event(key, *parse_event_id(key))
         event.records.append(record)
-        event.node = record.node
-        event.size = len(record.body)
+        event.node = record[2]
+        event.size = len(record[4])
         if code and is_single_record_type(code):
             event.complete = True
             self.counters["events_complete"] += 1

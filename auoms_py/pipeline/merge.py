@@ -22,7 +22,7 @@ from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, un
 from auoms_py.pipeline.execve import build_argv, quoted_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
 from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
-from auoms_py.pipeline.parse import unwrap_msg
+from auoms_py.pipeline.parse import split_fields, unwrap_msg
 
 SYSCALL_EVENT_TYPES = frozenset((model.SYSCALL, model.EXECVE, model.CWD, model.PATH, model.SOCKADDR,
                                  model.INTEGRITY_RULE))
@@ -60,6 +60,19 @@ def _json_name(raw: str | None) -> str:
 def render(name: str, value: str, style: int) -> str:
     """One field as the MSTIC line writes it (before the line's final escaping of control bytes)."""
     return f'{name}="{value}"' if style == TEXT else f"{name}={value}"
+
+
+def _fields(record) -> list[tuple[str, str]]:
+    """A record's (name, raw value) pairs. (Records are plain tuples, `model.Record`'s layout, indexed here.)"""
+    return split_fields(record[0], record[4])
+
+
+def _value(record, name: str) -> str | None:
+    """The raw value of a record's first field of that name."""
+    for field_name, value in split_fields(record[0], record[4]):
+        if field_name == name:
+            return value
+    return None
 
 
 def _item_number(fields: list[tuple[str, str]]) -> int:
@@ -113,18 +126,19 @@ class Merger:
         """The output records of one event."""
         records = event.records
         for record in records:
-            if record.code in SYSCALL_EVENT_TYPES:
+            if record[0] in SYSCALL_EVENT_TYPES:
                 return [self.merge_syscall_event(event)]
         return [self.pass_through(event, record) for record in records]
 
     def pass_through(self, event: Event, record) -> OutputRecord:
-        out = OutputRecord(record.code, record.type_name, event.sec, event.msec, event.serial, record.node)
-        out.raw_text = record.body
+        code, _, node, _, body = record
+        out = OutputRecord(code, record[1], event.sec, event.msec, event.serial, node)
+        out.raw_text = body
         fields = out.fields
-        if record.node is not None:
-            fields.append(("node", record.node, BARE))
-        record_fields = record.fields()
-        self.interpreter.add_fields(fields, record.code, record_fields)
+        if node is not None:
+            fields.append(("node", node, BARE))
+        record_fields = split_fields(code, body)
+        self.interpreter.add_fields(fields, code, record_fields)
         for name, value in record_fields:
             if name == "pid":
                 out.pid = _int(value)
@@ -149,19 +163,19 @@ class Merger:
         syscall = roles.syscall
         if syscall is None:
             out = OutputRecord(model.AUOMS_SYSCALL_FRAGMENT, "AUOMS_SYSCALL_FRAGMENT", event.sec, event.msec,
-                               event.serial, event.records[0].node)
+                               event.serial, event.records[0][2])
             out.is_syscall = True
             out.fields  # an empty field list: the general sections append to it
             return out
-        sys_fields = syscall.fields()
+        sys_fields = _fields(syscall)
         values = dict(sys_fields[::-1])  # first occurrence wins
         arch_raw = values.get("arch")
         raw_number = values.get("syscall")
         syscall_readable = syscall_name(raw_number, arch_raw) if raw_number is not None else None
         out = self._new_syscall_record(event, syscall, syscall_readable)
         fields = out.fields
-        if syscall.node is not None:
-            fields.append(("node", syscall.node, BARE))
+        if syscall[2] is not None:
+            fields.append(("node", syscall[2], BARE))
         self.interpreter.add_fields(fields, model.SYSCALL, sys_fields, arch_raw, skip=_SKIP_SYSCALL_FIELDS)
         out.pid = _int(values.get("pid"))
         out.ppid = _int(values.get("ppid"))
@@ -179,7 +193,7 @@ class Merger:
             code, type_name = model.AUOMS_EXECVE, "AUOMS_EXECVE"
         else:
             code, type_name = model.AUOMS_SYSCALL, "AUOMS_SYSCALL"
-        out = OutputRecord(code, type_name, event.sec, event.msec, event.serial, syscall.node)
+        out = OutputRecord(code, type_name, event.sec, event.msec, event.serial, syscall[2])
         out.is_syscall = True
         out.syscall = syscall_readable
         return out
@@ -188,37 +202,37 @@ class Merger:
         """cwd, PATH item 0 and path_* arrays, argc/cmdline, saddr, hash, proctitle, other records (§3)."""
         add = self.interpreter.add_fields
         fields = out.fields
-        arch_raw = roles.syscall.get("arch") if roles.syscall is not None else None
+        arch_raw = _value(roles.syscall, "arch") if roles.syscall is not None else None
         if roles.cwd is not None:
-            value = roles.cwd.get("cwd")
+            value = _value(roles.cwd, "cwd")
             if value is not None:
                 add(fields, model.CWD, [("cwd", value)])
         if roles.paths:
             self._paths(fields, roles.paths, arch_raw)
         if roles.execves:
-            argv, cmdline, argc = (quoted_argv([record.body for record in roles.execves])
-                                   or build_argv([record.fields() for record in roles.execves]))
+            argv, cmdline, argc = (quoted_argv([record[4] for record in roles.execves])
+                                   or build_argv([_fields(record) for record in roles.execves]))
             fields.append(("argc", str(argc), BARE))
             fields.append(("cmdline", cmdline, TEXT))
             out.argv = argv
             out.cmdline = cmdline
         if roles.sockaddr is not None:
-            value = roles.sockaddr.get("saddr")
+            value = _value(roles.sockaddr, "saddr")
             if value is not None:
                 add(fields, model.SOCKADDR, [("saddr", value)], arch_raw)
         if roles.integrity is not None:
-            value = roles.integrity.get("hash")
+            value = _value(roles.integrity, "hash")
             if value is not None:
                 fields.append(("hash", value, BARE))
         if roles.proctitle is not None:
-            value = roles.proctitle.get("proctitle")
+            value = _value(roles.proctitle, "proctitle")
             if value is not None:
                 self._proctitle(out, fields, value, bool(roles.execves))
         self._others(out, roles.others, arch_raw)
 
     def _paths(self, fields: list, paths: list, arch_raw: str | None) -> None:
         # sort by item number so the path_* arrays line up (AUOMS defect §10.5)
-        path_fields = sorted((path.fields() for path in paths), key=_item_number)
+        path_fields = sorted((_fields(path) for path in paths), key=_item_number)
         first = path_fields[0]
         if any(name == "item" and value == "0" for name, value in first):
             self.interpreter.add_fields(fields, model.PATH, first, arch_raw, skip=_SKIP_PATH_FIELDS)
@@ -244,11 +258,11 @@ class Merger:
     def _others(self, out: OutputRecord, others: list, arch_raw: str | None) -> None:
         if others:
             interpret = self._merged_fields
-            out.merged = [MergedRecord(record.type_name, record, interpret, arch_raw) for record in others]
+            out.merged = [MergedRecord(record[1], record, interpret, arch_raw) for record in others]
 
     def _merged_fields(self, record, arch_raw: str | None) -> list:
         fields: list = []
-        self.interpreter.add_fields(fields, record.code, record.fields(), arch_raw, renamed=False)
+        self.interpreter.add_fields(fields, record[0], _fields(record), arch_raw, renamed=False)
         return fields
 
 

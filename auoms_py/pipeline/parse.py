@@ -1,4 +1,4 @@
-"""Parse: one line of audit text -> Record (type, event id, body); a record body -> its fields.
+"""Parse: one line of audit text -> a record (model.Record's layout: type, event id, body); a body -> its fields.
 
 Input shapes (reference §1):
   auditd log / audisp plugin:  [node=NAME ]type=NAME msg=audit(SEC.MSEC:SERIAL): k=v ...  [0x1D ENRICHED tail]
@@ -6,7 +6,8 @@ Input shapes (reference §1):
   kernel netlink text:          audit(SEC.MSEC:SERIAL): k=v ...   (type code given apart)
   netlink text saved to a file: CODE audit(SEC.MSEC:SERIAL): k=v ...
 
-All text is latin-1-decoded bytes (see model.py). No regexes: find/partition/split on the hot path.
+All text is latin-1-decoded bytes (see model.py). One line: find/partition, no regex; a batch of lines: one
+regular expression over the whole batch (one C-level pass instead of a call per line).
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from auoms_py.pipeline.tables.record_types import RECORD_TYPE_NAMES
 
 RECORD_TYPE_CODES = {name: code for code, name in RECORD_TYPE_NAMES.items()}
 ENRICHED_SEPARATOR = "\x1d"
-_new_record = tuple.__new__  # Record(...) without the namedtuple's Python-level __new__ frame
 
 
 class MalformedRecord(ValueError):
@@ -39,8 +39,7 @@ def record_type_code(name: str) -> int:
     return 0
 
 
-def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=Record,
-               _enriched=ENRICHED_SEPARATOR) -> Record:
+def parse_line(line: str, _codes=RECORD_TYPE_CODES, _enriched=ENRICHED_SEPARATOR) -> Record:
     """Parse one line of auditd log / plugin / saved netlink text. Raises MalformedRecord.
 
     The event id is kept as logged (`SEC.MSEC:SERIAL`); the assembler checks it once per event.
@@ -57,7 +56,7 @@ def parse_line(line: str, _codes=RECORD_TYPE_CODES, _new=tuple.__new__, _record=
             if code is not None:
                 if body[:1] == " " or body[-1:] == "\n":
                     body = body.lstrip(" ").rstrip("\r\n")
-                return _new(_record, (code, type_name, None, head[space + 11:], body))
+                return (code, type_name, None, head[space + 11:], body)
     return _parse_any(line.rstrip("\r\n"))
 
 
@@ -88,7 +87,7 @@ def parse_text(text: str, count: int | None = None) -> list[Record] | None:
 
 
 def _parse_batch(text: str, end: int, count: int, _findall=_USUAL_OR_OTHER_LINE.findall, _codes=RECORD_TYPE_CODES,
-                 _new=tuple.__new__, _record=Record, _enriched=ENRICHED_SEPARATOR) -> list[Record] | None:
+                 _enriched=ENRICHED_SEPARATOR) -> list[Record] | None:
     """The records of the `count` lines of text[:end] (lines joined by newlines)."""
     if _enriched in text:
         after = len(text) - end
@@ -100,7 +99,7 @@ def _parse_batch(text: str, end: int, count: int, _findall=_USUAL_OR_OTHER_LINE.
     get = _codes.get
     try:
         # the usual line is made a record here; any other (netlink text, unknown types...) by parse_line
-        return [_new(_record, (code, type_name, node or None, key, body)) if (code := get(type_name))
+        return [(code, type_name, node or None, key, body) if (code := get(type_name))
                 else parse_line(line or f"{'node=' + node + ' ' if node else ''}type={type_name} msg=audit({key}): "
                                         f"{body}")  # an unknown type's line, whole
                 for node, type_name, key, body, line in matches]
@@ -152,12 +151,11 @@ def _parse_netlink_text(code: int, text: str) -> Record:
                 body = body.lstrip(" ")
             if body[-1:] in ("\n", "\x00"):
                 body = body.rstrip("\r\n\x00")
-            return _new_record(Record, (code, type_name, None, head[6:], body))
+            return (code, type_name, None, head[6:], body)
     return _parse_event_id(text.rstrip("\r\n\x00"), 0, code, record_type_name(code), None)
 
 
-def parse_netlink_pair(pair: tuple[int, str], _names=RECORD_TYPE_NAMES, _new=tuple.__new__, _record=Record,
-                       _enriched=ENRICHED_SEPARATOR) -> Record:
+def parse_netlink_pair(pair: tuple[int, str], _names=RECORD_TYPE_NAMES, _enriched=ENRICHED_SEPARATOR) -> Record:
     """A kernel netlink record as the netlink reader gives it, a (type code, text) pair; the usual shape inline."""
     code, text = pair
     if text[:6] == "audit(" and _enriched not in text:
@@ -166,7 +164,7 @@ def parse_netlink_pair(pair: tuple[int, str], _names=RECORD_TYPE_NAMES, _new=tup
         if close > 0 and type_name is not None:
             body = text[close + 3:]
             if body[:1] != " " and body[-1:] not in ("\n", "\x00"):
-                return _new(_record, (code, type_name, None, text[6:close], body))
+                return (code, type_name, None, text[6:close], body)
     return _parse_netlink_text(code, text)
 
 
@@ -183,7 +181,7 @@ def _parse_event_id(line: str, pos: int, code: int, type_name: str, node: str | 
     body = line[close + 2:]
     if body[:1] == " ":
         body = body.lstrip(" ")
-    return Record(code, type_name, node, key, body)
+    return (code, type_name, node, key, body)
 
 
 def parse_event_id(key: str) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from auoms_py.pipeline.escape import bash_escape, join_args
 from auoms_py.pipeline.execve import build_argv, quoted_argv
+from auoms_py.pipeline.model import Record
 from auoms_py.pipeline.parse import parse_line, split_fields
 from tests.paths import AUOMS_REF, SHARED
 from tests.pipeline.helpers import read_lines
@@ -30,7 +31,7 @@ def _events_execve_bodies(lines):
     events = {}
     for line in lines:
         try:
-            record = parse_line(line)
+            record = Record(*parse_line(line))
         except ValueError:
             continue
         if record.code == EXECVE:

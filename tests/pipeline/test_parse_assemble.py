@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from auoms_py.pipeline import Pipeline
 from auoms_py.pipeline.assemble import Assembler
-from auoms_py.pipeline.model import EOE
+from auoms_py.pipeline.model import EOE, Record
 from auoms_py.pipeline.parse import parse_line, parse_lines, parse_netlink, parse_text, split_fields
 from tests.paths import SAMPLES
 from tests.pipeline.helpers import read_lines, records, run_lines
@@ -22,14 +22,14 @@ LINE = 'type=CWD msg=audit(1795336963.334:398): cwd="/tmp"'
     "type=UNKNOWN[1307] msg=audit(1795336963.334:398):  cwd=\"/tmp\"\n",
 ])
 def test_every_input_shape_gives_the_same_record(line):
-    record = parse_line(line)
+    record = Record(*parse_line(line))
     assert (record.code, record.type_name, record.key) == (1307, "CWD", "1795336963.334:398")
     assert record.fields() == [("cwd", '"/tmp"')]
     assert record.node == ("vm" if line.startswith("node=") else None)
 
 
 def test_netlink_text_with_code_apart():
-    record = parse_netlink(1309, 'audit(1795337143.426:45848): argc=2 a0="/bin/true" a1="MCAST_MARKER_42"')
+    record = Record(*parse_netlink(1309, 'audit(1795337143.426:45848): argc=2 a0="/bin/true" a1="MCAST_MARKER_42"'))
     assert record.type_name == "EXECVE" and record.get("a1") == '"MCAST_MARKER_42"'
 
 
@@ -64,7 +64,7 @@ def test_token_without_equals_is_a_field_with_empty_value():
 
 def test_invalid_utf8_bytes_survive_parsing():
     raw = b'type=CWD msg=audit(1.001:1): cwd="/tmp/\xff\xfe"'
-    record = parse_line(raw.decode("latin-1"))
+    record = Record(*parse_line(raw.decode("latin-1")))
     assert record.get("cwd").encode("latin-1") == b'"/tmp/\xff\xfe"'
 
 
@@ -78,7 +78,7 @@ def test_interleaved_events_come_out_whole():
     for serial, kind in [(1, "SYSCALL"), (2, "SYSCALL"), (1, "CWD"), (2, "CWD"), (2, "EOE"), (1, "PATH"),
                          (1, "EOE")]:
         out += assembler.add(_rec(serial, kind), 0.0)
-    assert [(event.serial, [r.type_name for r in event.records]) for event in out] == [
+    assert [(event.serial, [r[1] for r in event.records]) for event in out] == [
         (2, ["SYSCALL", "CWD"]), (1, ["SYSCALL", "CWD", "PATH"])]
     assert assembler.open_events == 0
 
@@ -101,7 +101,7 @@ def test_idle_event_flushes_on_timer_without_more_input():
 def test_single_record_types_complete_at_once():
     assembler = Assembler()
     (event,) = assembler.add(_rec(1, "USER_LOGIN"), 0.0)
-    assert event.complete and event.records[0].type_name == "USER_LOGIN"
+    assert event.complete and event.records[0][1] == "USER_LOGIN"
 
 
 def test_too_many_open_events_flush_oldest_first():
@@ -144,6 +144,7 @@ def test_an_internal_error_on_one_event_loses_only_that_event(monkeypatch):
 
 def _reference_add(assembler, record, now):
     """One record added, step by step (what Assembler.add did before add_all added records inline)."""
+    record = Record(*record)
     key = record.key
     event = assembler._open.get(key)
     if event is None:
@@ -177,7 +178,7 @@ def _add_one_by_one(assembler, items, parse, now, clock):
     next_expiry = assembler._next_expiry
     for index, item in enumerate(items):
         try:
-            record = parse(item)
+            record = Record(*parse(item))
             if clock is not None and record.key != last_key:
                 last_key = record.key
                 now = clock(last_key)

@@ -5,6 +5,7 @@ import pytest
 
 from auoms_py.pipeline.escape import bash_escape, tty_escape, unescape
 from auoms_py.pipeline.execve import build_argv
+from auoms_py.pipeline.model import Record
 from auoms_py.pipeline.parse import parse_line
 from tests.paths import AUOMS_REF
 from tests.pipeline.helpers import mstic_lines, oms_lines, read_lines, run_lines
@@ -32,7 +33,7 @@ def _execve_cases():
 
 @pytest.mark.parametrize("case", _execve_cases(), ids=lambda case: case["test_name"])
 def test_execve_converter_cases(case):
-    records = [parse_line(text) for text in case["event_records"]]
+    records = [Record(*parse_line(text)) for text in case["event_records"]]
     _argv, cmdline, _argc = build_argv([record.fields() for record in records])
     assert cmdline == case["cmdline"]
 
