@@ -15,7 +15,7 @@ except ImportError:  # the json module writes the same text
     orjson = None
 
 from auoms_py.pipeline.cache import BoundedCache
-from auoms_py.pipeline.model import BARE, MSEC_TEXTS, OutputRecord
+from auoms_py.pipeline.model import BARE, OutputRecord
 
 # raw numeric fields: typed as numbers when their value is a decimal integer (typed by name, never by look,
 # so a field keeps one type across events)
@@ -67,15 +67,17 @@ def _array(name: str, value: str):
     return items
 
 
-_last_second = (-1, "")  # the last second formatted, and its text: events come in bursts within one second
+_last_second = ("", "")  # the last second formatted, and its text: events come in bursts within one second
 
 
-def iso_time(sec: int, msec: int) -> str:
+def iso_time(stamp: str) -> str:
+    """ISO-8601 UTC with milliseconds for the `SEC.MSEC` of an event id as written (three-digit milliseconds)."""
     global _last_second
+    sec, _, msec = stamp.partition(".")
     last = _last_second  # one read of one tuple: outputs may format in several threads
     if sec != last[0]:
-        last = _last_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{last[1]}.{MSEC_TEXTS[msec]}Z"
+        last = _last_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(sec))))
+    return f"{last[1]}.{msec}Z"
 
 
 # The fast path's parts hold tuples of fields shared by every event whose record had the same text: their JSON
@@ -135,7 +137,8 @@ def _add_fields(obj: dict, record: OutputRecord) -> None:
 
 
 def to_dict(record: OutputRecord, excluded_types: frozenset = frozenset()) -> dict:
-    obj = {"type": record.type_name, "time": iso_time(record.sec, record.msec), "serial": record.serial}
+    stamp, _, serial = record.event_id.partition(":")
+    obj = {"type": record.type_name, "time": iso_time(stamp), "serial": int(serial)}
     if record.node is not None:
         obj["node"] = text(record.node)
     _add_fields(obj, record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from operator import itemgetter
 
 from auoms_py.pipeline.escape import tty_escape
-from auoms_py.pipeline.model import MSEC_TEXTS, TEXT, OutputRecord
+from auoms_py.pipeline.model import TEXT, OutputRecord
 
 # AUOMS's MSTIC output configuration (testout.conf filter_record_types)
 DEFAULT_EXCLUDED_TYPES = frozenset((
@@ -36,8 +36,7 @@ def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCL
     return lines[0] if lines else None
 
 
-def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES, _first=itemgetter(0),
-                 _msec_texts=MSEC_TEXTS) -> list[str]:
+def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES, _first=itemgetter(0)) -> list[str]:
     """The syslog bodies of many output events (lists of records), one per record whose type is written. The
     control-byte check runs once over all of them (one C-level pass instead of one per line); a line holding a
     control or non-ASCII byte is escaped (tty_escape)."""
@@ -48,7 +47,7 @@ def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYP
             type_name = record.type_name
             if type_name in excluded_types:
                 continue
-            head = f"type={type_name} audit({record.sec}.{_msec_texts[record.msec]}:{record.serial}):"
+            head = f"type={type_name} audit({record.event_id}):"
             parts = record.parts
             if parts is not None and not record._fields_set:  # the fast path's texts, as they are written
                 words = [head, *map(_first, parts)]

@@ -9,7 +9,7 @@ from json.encoder import encode_basestring_ascii as _json_string
 from auoms_py.format.mstic import DEFAULT_EXCLUDED_TYPES
 from auoms_py.pipeline.cache import BoundedCache
 from auoms_py.pipeline.escape import tty_escape
-from auoms_py.pipeline.model import MSEC_TEXTS, OutputRecord, bare_fields
+from auoms_py.pipeline.model import OutputRecord, bare_fields
 
 
 def _pair(name: str, value: str) -> str:
@@ -53,7 +53,7 @@ def format_event(records: list[OutputRecord], excluded_types: frozenset = DEFAUL
     if not written:
         return None
     first = records[0]
-    stamp = f"{first.sec}.{MSEC_TEXTS[first.msec]}"
+    stamp, _, serial = first.event_id.partition(":")
     message_type = "AUOMS_EVENT" if first.is_syscall else "AUDIT_EVENT"
     return (f'[{float(stamp)!r},{{"MessageType":"{message_type}","Timestamp":"{stamp}",'
-            f'"SerialNumber":{first.serial},"ProcessFlags":0,"records":[{",".join(written)}]}}]')
+            f'"SerialNumber":{serial},"ProcessFlags":0,"records":[{",".join(written)}]}}]')

@@ -12,7 +12,7 @@ the event (AUOMS defect §10.1 was to throw on big events and crash-loop).
 from __future__ import annotations
 
 from auoms_py.pipeline.model import EOE, Event, Record
-from auoms_py.pipeline.parse import parse_event_id
+from auoms_py.pipeline.parse import event_id_text
 
 
 def _as_is(record: Record) -> Record:
@@ -126,7 +126,7 @@ class Assembler:
             self.counters["eoe_records"] += 1
             self.counters["eoe_without_event"] += 1
             return ()
-        event = Event(key, *parse_event_id(key))
+        event = Event(key, event_id_text(key))
         event.records.append(record)
         event.node = record[2]
         event.size = len(record[4])

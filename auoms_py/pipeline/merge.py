@@ -132,7 +132,7 @@ class Merger:
 
     def pass_through(self, event: Event, record) -> OutputRecord:
         code, _, node, _, body = record
-        out = OutputRecord(code, record[1], event.sec, event.msec, event.serial, node)
+        out = OutputRecord(code, record[1], event.event_id, node)
         out.raw_text = body
         fields = out.fields
         if node is not None:
@@ -162,8 +162,8 @@ class Merger:
         """The output record with the SYSCALL record's fields (or an AUOMS_SYSCALL_FRAGMENT without them)."""
         syscall = roles.syscall
         if syscall is None:
-            out = OutputRecord(model.AUOMS_SYSCALL_FRAGMENT, "AUOMS_SYSCALL_FRAGMENT", event.sec, event.msec,
-                               event.serial, event.records[0][2])
+            out = OutputRecord(model.AUOMS_SYSCALL_FRAGMENT, "AUOMS_SYSCALL_FRAGMENT", event.event_id,
+                               event.records[0][2])
             out.is_syscall = True
             out.fields  # an empty field list: the general sections append to it
             return out
@@ -193,7 +193,7 @@ class Merger:
             code, type_name = model.AUOMS_EXECVE, "AUOMS_EXECVE"
         else:
             code, type_name = model.AUOMS_SYSCALL, "AUOMS_SYSCALL"
-        out = OutputRecord(code, type_name, event.sec, event.msec, event.serial, syscall[2])
+        out = OutputRecord(code, type_name, event.event_id, syscall[2])
         out.is_syscall = True
         out.syscall = syscall_readable
         return out
@@ -453,7 +453,7 @@ class FastMerger(Merger):
         middle = _middle(body, exit_at + 1, auid_at)
         if middle is None:
             raise _NotFast
-        out = _new(head[5], head[6], event.sec, event.msec, event.serial, syscall[2])
+        out = _new(head[5], head[6], event.event_id, syscall[2])
         out.is_syscall = True
         out.syscall = head[2]
         arch_raw = head[3]
@@ -522,7 +522,7 @@ class FastMerger(Merger):
                     exe = raw
         except _NotFast:
             return super().pass_through(event, record)
-        out = OutputRecord(code, record[1], event.sec, event.msec, event.serial, record[2])
+        out = OutputRecord(code, record[1], event.event_id, record[2])
         out.raw_text = record[4]
         out.parts = parts
         if pid is not None:

@@ -32,8 +32,12 @@ AUOMS_STATUS = 10005
 AUOMS_METRIC = 10006
 AUOMS_EXECVE = 14688
 
-# "000".."999": an event's milliseconds as every format writes them (a lookup costs half of f"{msec:03d}")
-MSEC_TEXTS = tuple([f"{msec:03d}" for msec in range(1000)])
+
+def event_id_numbers(event_id: str) -> tuple[int, int, int]:
+    """(sec, msec, serial) of an event id in the form every format writes, `1521757638.392:262332`."""
+    stamp, _, serial = event_id.partition(":")
+    sec, _, msec = stamp.partition(".")
+    return int(sec), int(msec), int(serial)
 
 
 def bare_fields(text: str) -> list[tuple[str, str, int]]:
@@ -70,14 +74,12 @@ class Record(NamedTuple):
 class Event:
     """The records of one audit event (same event id), in arrival order, without the EOE record."""
 
-    __slots__ = ("key", "sec", "msec", "serial", "records", "node", "size", "touched", "dropped_records",
-                 "dropped_bytes", "mixed_nodes", "complete")
+    __slots__ = ("key", "event_id", "records", "node", "size", "touched", "dropped_records", "dropped_bytes",
+                 "mixed_nodes", "complete")
 
-    def __init__(self, key: str, sec: int, msec: int, serial: int):
-        self.key = key
-        self.sec = sec
-        self.msec = msec
-        self.serial = serial
+    def __init__(self, key: str, event_id: str):
+        self.key = key  # the id as logged, which groups the records
+        self.event_id = event_id  # the same as written: SEC.MSEC:SERIAL with three-digit milliseconds
         self.records: list[Record] = []
         self.node: str | None = None  # node= of the first record
         self.size = 0  # bytes of record text held
@@ -87,9 +89,14 @@ class Event:
         self.mixed_nodes = False  # records named different node= values (kept together, as AUOMS does)
         self.complete = False  # ended by EOE or a single-record type (False: flushed by timeout / limit / end)
 
+    # the id's numbers: read where needed (most events are written with the id's text alone)
+    sec = property(lambda self: event_id_numbers(self.event_id)[0])
+    msec = property(lambda self: event_id_numbers(self.event_id)[1])
+    serial = property(lambda self: event_id_numbers(self.event_id)[2])
+
     def __repr__(self) -> str:
         types = ",".join(r[1] for r in self.records)
-        return f"<Event {self.sec}.{self.msec:03d}:{self.serial} [{types}]>"
+        return f"<Event {self.event_id} [{types}]>"
 
 
 class MergedRecord:
@@ -163,13 +170,24 @@ class OutputRecord:
     extra: dict | None = None  # additions by later stages for the JSON format (e.g. parent process)
     raw_text: str | None = None  # a pass-through record's text as read (fluent's RecordText)
 
-    def __init__(self, code: int, type_name: str, sec: int, msec: int, serial: int, node: str | None):
+    _numbers: tuple[int, int, int] | None = None
+
+    def __init__(self, code: int, type_name: str, event_id: str, node: str | None):
         self.code = code
         self.type_name = type_name
-        self.sec = sec
-        self.msec = msec
-        self.serial = serial
+        self.event_id = event_id  # SEC.MSEC:SERIAL, three-digit milliseconds, as every format writes it
         self.node = node
+
+    # The id's numbers, read from its text when a format or stage asks (the MSTIC line writes the text as it is).
+    def _id_numbers(self) -> tuple[int, int, int]:
+        numbers = self._numbers
+        if numbers is None:
+            numbers = self._numbers = event_id_numbers(self.event_id)
+        return numbers
+
+    sec = property(lambda self: self._id_numbers()[0])
+    msec = property(lambda self: self._id_numbers()[1])
+    serial = property(lambda self: self._id_numbers()[2])
 
     @property
     def fields(self) -> list[tuple[str, str, int]]:
@@ -199,10 +217,6 @@ class OutputRecord:
     def proctitle_argv(self, argv: list[str] | None) -> None:
         self._proctitle_argv = argv
         self._proctitle_raw = None
-
-    @property
-    def event_id(self) -> str:
-        return f"{self.sec}.{self.msec:03d}:{self.serial}"
 
     def get(self, name: str, default: str | None = None) -> str | None:
         for fname, value, _style in self.fields:

@@ -184,6 +184,20 @@ def _parse_event_id(line: str, pos: int, code: int, type_name: str, node: str | 
     return (code, type_name, node, key, body)
 
 
+# An event id in the form the kernel writes it (and every format): no leading zeros, three-digit milliseconds
+_WRITTEN_EVENT_ID = re.compile(r"(?:0|[1-9][0-9]*)\.[0-9]{3}:(?:0|[1-9][0-9]*)").fullmatch
+
+
+def event_id_text(key: str, _written=_WRITTEN_EVENT_ID) -> str:
+    """An event id as logged -> as written, `SEC.MSEC:SERIAL` with three-digit milliseconds: the id itself when the
+    kernel wrote it (one C-level check; numbers are made only where a format needs them), else normalized as
+    parse_event_id reads it. Raises MalformedRecord."""
+    if _written(key):
+        return key
+    sec, msec, serial = parse_event_id(key)
+    return f"{sec}.{msec:03d}:{serial}"
+
+
 def parse_event_id(key: str) -> tuple[int, int, int]:
     """(sec, msec, serial) of an event id as logged, `1521757638.392:262332`. Raises MalformedRecord."""
     stamp, _, serial_text = key.partition(":")

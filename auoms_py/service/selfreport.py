@@ -68,7 +68,7 @@ def _number_text(value) -> str:
 def make_record(code: int, type_name: str, wall: float, values: list[tuple[str, object]]) -> OutputRecord:
     """One record; numbers are bare fields (typed numbers in JSON), strings quoted text."""
     sec = int(wall)
-    rec = OutputRecord(code, type_name, sec, int(wall * 1000) % 1000, 0, None)
+    rec = OutputRecord(code, type_name, f"{sec}.{int(wall * 1000) % 1000:03d}:0", None)
     fields = []
     typed: dict = {}
     for name, value in values:

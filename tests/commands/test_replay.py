@@ -113,7 +113,7 @@ def test_an_event_a_formatter_fails_on_is_counted_and_the_others_written():
     from tests.pipeline.helpers import read_lines, run_lines
 
     good = run_lines(read_lines(AUOMS_REF / "raw_test_events.log"))
-    broken = OutputRecord(1300, "SYSCALL", 1, 2, 3, None)
+    broken = OutputRecord(1300, "SYSCALL", "1.002:3", None)
     broken.fields = [("pid", None, BARE)]  # a value that is not text: json and oms fail on it (mstic writes None)
     for fmt in ("oms", "json"):
         stream = io.BytesIO()

@@ -92,8 +92,8 @@ def test_time_is_right_whichever_second_came_before():
     """The seconds' text is kept from one record to the next: a change of second must not reuse it."""
     from auoms_py.format.json import iso_time
 
-    stamps = [(1521757638, 392), (0, 5), (1521757638, 1), (1521757639, 999), (1521757639, 0)]
-    assert [iso_time(sec, msec) for sec, msec in stamps] == [
+    stamps = ["1521757638.392", "0.005", "1521757638.001", "1521757639.999", "1521757639.000"]
+    assert [iso_time(stamp) for stamp in stamps] == [
         "2018-03-22T22:27:18.392Z", "1970-01-01T00:00:00.005Z", "2018-03-22T22:27:18.001Z",
         "2018-03-22T22:27:19.999Z", "2018-03-22T22:27:19.000Z"]
 

@@ -1,12 +1,17 @@
 """Parsing every input shape, and grouping records into events."""
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from auoms_py.format import json as json_format
+from auoms_py.format import mstic, oms
 from auoms_py.pipeline import Pipeline
 from auoms_py.pipeline.assemble import Assembler
 from auoms_py.pipeline.model import EOE, Record
-from auoms_py.pipeline.parse import parse_line, parse_lines, parse_netlink, parse_text, split_fields
+from auoms_py.pipeline.parse import (event_id_text, parse_line, parse_lines, parse_netlink, parse_text,
+                                     split_fields)
 from tests.paths import SAMPLES
 from tests.pipeline.helpers import read_lines, records, run_lines
 
@@ -46,6 +51,27 @@ def test_malformed_lines_say_why(line, reason):
     assert pipeline.feed_line(line) == [] and pipeline.flush() == []
     assert pipeline.counters["malformed"] == 1 and pipeline.counters["records"] == 0
     assert reason in pipeline.malformed_samples[0][0]
+
+
+@pytest.mark.parametrize("logged, written", [
+    ("1521757638.392:262332", "1521757638.392:262332"),  # the kernel's form: kept as it is
+    ("0.000:0", "0.000:0"),
+    ("1521757638.3921:7", "1521757638.392:7"),  # AUOMS and auditd read the first three digits of the fraction
+    ("1521757638.5:7", "1521757638.500:7"),
+    ("01521757638.392:007", "1521757638.392:7"),  # leading zeros
+])
+def test_event_ids_are_written_in_one_form(logged, written):
+    """The event id is kept as text (the MSTIC line writes it as is); one logged in another form is normalized,
+    and every format, and the numbers read from it, agree."""
+    assert event_id_text(logged) == written
+    line = f"type=USER_LOGIN msg=audit({logged}): pid=1 uid=0 res=success"
+    (out,), = run_lines([line])
+    assert mstic.format_record(out).startswith(f"type=USER_LOGIN audit({written}): ")
+    sec, msec, serial = (int(number) for number in written.replace(".", ":").split(":"))
+    assert (out.sec, out.msec, out.serial) == (sec, msec, serial)
+    assert json.loads(json_format.format_record(out))["serial"] == serial
+    assert oms.format_event([out]).startswith(f'[{float(written.partition(":")[0])!r},{{"MessageType":"AUDIT_EVENT",'
+                                              f'"Timestamp":"{written.partition(":")[0]}","SerialNumber":{serial},')
 
 
 def test_user_record_msg_is_unwrapped():
