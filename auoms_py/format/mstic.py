@@ -37,11 +37,13 @@ def format_record(record: OutputRecord, excluded_types: frozenset = DEFAULT_EXCL
 
 
 def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYPES, _first=itemgetter(0)) -> list[str]:
-    """The syslog bodies of many output events (lists of records), one per record whose type is written. The
-    control-byte check runs once over all of them (one C-level pass instead of one per line); a line holding a
-    control or non-ASCII byte is escaped (tty_escape)."""
+    """The syslog bodies of many output events (lists of records), one per record whose type is written. A line
+    holding a control or non-ASCII byte is escaped (tty_escape). Lines made of parts the fast path escaped when
+    it cached them (with the event id, type name and digits) need no check; the others are checked together (one
+    C-level pass instead of one per line)."""
     lines = []
     append = lines.append
+    unchecked = []  # indexes of the lines to check
     for records in output_events:
         for record in records:
             type_name = record.type_name
@@ -51,20 +53,31 @@ def format_lines(output_events, excluded_types: frozenset = DEFAULT_EXCLUDED_TYP
             parts = record.parts
             if parts is not None and not record._fields_set:  # the fast path's texts, as they are written
                 words = [head, *map(_first, parts)]
+                escaped = record.parts_escaped
             else:
                 words = [head]
                 _write_fields(words, record.fields)
+                escaped = False
             for merged in record.merged:
                 merged_type = merged.type_name
                 if merged_type not in excluded_types:
                     _write_fields(words, merged.fields, merged_type + "_")
+                    escaped = False
             if record.is_syscall:
+                if record.containerid:
+                    escaped = False
                 words.append(f"containerid={record.containerid}")
+            if not escaped:
+                unchecked.append(len(lines))
             append(" ".join(words))
-    text = "\n".join(lines)
-    if _clean(text, _CONTROL_BYTES_BUT_NEWLINE) and text.count("\n") == len(lines) - 1:  # newlines only between
-        return lines
-    return [line if _clean(line) else tty_escape(line) for line in lines]
+    if unchecked:
+        text = "\n".join([lines[index] for index in unchecked])
+        if not (_clean(text, _CONTROL_BYTES_BUT_NEWLINE) and text.count("\n") == len(unchecked) - 1):
+            for index in unchecked:  # newlines only between
+                line = lines[index]
+                if not _clean(line):
+                    lines[index] = tty_escape(line)
+    return lines
 
 
 def _clean(text: str, controls: bytes = _CONTROL_BYTES) -> bool:

@@ -18,7 +18,7 @@ import re
 
 from auoms_py.pipeline import model
 from auoms_py.pipeline.cache import CACHE_LIMIT, BoundedCache
-from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, unescape
+from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, tty_escape, unescape
 from auoms_py.pipeline.execve import build_argv, quoted_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
 from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
@@ -418,10 +418,11 @@ class FastMerger(Merger):
         if not sep or not name or (raw[:1] == '"' and (len(raw) < 2 or raw[-1] != '"')):
             raise _NotFast  # a token without '=' or a quoted value cut at a space
         if name in _UNIQUE_NAMES:  # plain numbers, written as read
-            return (token, ((name, raw, BARE),), name, raw)
+            return (tty_escape(token), ((name, raw, BARE),), name, raw)
         triples: list = []
         self.interpreter.add_fields(triples, code, ((name, raw),), arch_raw)
-        return cache.put(token, (" ".join([render(*triple) for triple in triples]), tuple(triples), name, raw))
+        text = tty_escape(" ".join([render(*triple) for triple in triples]))  # as the MSTIC line writes it
+        return cache.put(token, (text, tuple(triples), name, raw))
 
     def _section(self, code: int, text: str, arch_raw: str | None = None) -> tuple[str, tuple, dict]:
         """(text, triples, {name: first raw value}) for a run of name=value tokens separated by single spaces."""
@@ -455,6 +456,7 @@ class FastMerger(Merger):
             raise _NotFast
         out = _new(head[5], head[6], event.event_id, syscall[2])
         out.is_syscall = True
+        out.parts_escaped = syscall[2] is None  # every other part's text comes escaped from a cache, or is digits
         out.syscall = head[2]
         arch_raw = head[3]
         exit_to_a3, ppid_pid, ppid, pid = middle.groups()
@@ -484,10 +486,10 @@ class FastMerger(Merger):
         if proctitle is not None:
             proctitle = proctitle[4]
             if execve is None:
-                args, text = (self.proctitles.get(proctitle)
-                              or self.proctitles.put(proctitle, self._proctitle_entry(proctitle)))
+                args, text, part = (self.proctitles.get(proctitle)
+                                    or self.proctitles.put(proctitle, self._proctitle_entry(proctitle)))
                 out.proctitle_argv = args
-                parts.append(("proctitle=" + text, (("proctitle", text, BARE),)))
+                parts.append(part)
                 out.cmdline = text
             elif proctitle[:10] == "proctitle=" and proctitle.split() == [proctitle]:  # one token, no whitespace
                 out._proctitle_raw = proctitle[10:]  # not written beside EXECVE: decoded only if a format asks
@@ -637,8 +639,8 @@ class FastMerger(Merger):
             arrays = [f"[{element}]" for element in entries[0][3]]
         else:
             arrays = ["[" + ",".join(column) + "]" for column in zip(*[entry[3] for entry in entries])]
-        arrays_part = (f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} "
-                       f"path_ouid={arrays[3]} path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES)))
+        arrays_part = (tty_escape(f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} "
+                                  f"path_ouid={arrays[3]} path_ogid={arrays[4]}"), tuple(zip(PATH_ARRAYS, arrays, _BARES)))
         return self.path_sets.put(key, ((before,) if before[0] else (), (after,) if after[0] else (), arrays_part))
 
     def _path_entry(self, cut: str, at: int | None):
@@ -674,7 +676,8 @@ class FastMerger(Merger):
         quick = quoted_argv([body])  # every argument quoted (the usual): a few C-level passes
         if quick is not None:
             argv, cmdline, argc = quick
-            return ([(f"argc={argc}", None), (f'cmdline="{cmdline}"', (("cmdline", cmdline, TEXT),))], argv, cmdline)
+            return ([(f"argc={argc}", None), (tty_escape(f'cmdline="{cmdline}"'), (("cmdline", cmdline, TEXT),))], argv,
+                    cmdline)
         if "[" in body or "_len=" in body:
             raise _NotFast  # split arguments: the general path reassembles them
         tokens = _plain_tokens(body)
@@ -694,11 +697,12 @@ class FastMerger(Merger):
             argv.append(text)
             words.append(bash_escape(text))
         cmdline = " ".join(words)
-        return ([(argc_token, None), (f'cmdline="{cmdline}"', (("cmdline", cmdline, TEXT),))], argv, cmdline)
+        return ([(argc_token, None), (tty_escape(f'cmdline="{cmdline}"'), (("cmdline", cmdline, TEXT),))], argv, cmdline)
 
     @staticmethod
     def _proctitle_entry(body: str):
         if not body.startswith("proctitle=") or len(_plain_tokens(body)) != 1:
             raise _NotFast
         args = split_proctitle(unescape(body[10:])[0])
-        return (args, join_args(args))
+        text = join_args(args)
+        return (args, text, (tty_escape("proctitle=" + text), (("proctitle", text, BARE),)))

@@ -149,6 +149,7 @@ class OutputRecord:
     # Defaults at class level: a record is made per event, and most attributes keep their default, so __init__
     # sets only what every record has (no __slots__, on purpose: 27 slot stores per record cost more).
     parts: list | None = None
+    parts_escaped = False  # the parts' texts hold no control or non-ASCII byte (the fast path escapes what it caches)
     _fields: list[tuple[str, str, int]] | None = None
     _fields_set = False
     merged: tuple | list = ()  # MergedRecord

@@ -214,3 +214,42 @@ def test_same_output_on_mutated_pass_through_records(mutations, at, with_node):
     if with_node:
         record = "node=web-01 " + record
     assert_same([record, record.replace(":1)", ":2)"), "type=USER_ERR msg=audit(1.001:3): pid=1 uid=0 res=failed"])
+
+
+@pytest.mark.parametrize("odd", ["\x01", "\x7f", "\x07\x1b(B", "\xe9", "\xff\xfe"])
+@pytest.mark.parametrize("where", ["comm", "exe", "key", "cwd", "name", "arg", "proctitle", "saddr", "node", "pid",
+                                   "opid"])
+def test_control_and_non_ascii_bytes_are_escaped_wherever_they_come_from(odd, where):
+    """The fast path escapes the texts it caches, and MSTIC lines made only of them are not checked again: a control
+    or non-ASCII byte in any cached part (or in what is written as read) must come out escaped, as the general
+    path writes it."""
+    hexed = odd.encode("latin-1").hex().upper()
+    quoted = {"comm": "comm", "exe": "exe", "key": "key", "cwd": "cwd", "name": "name", "arg": "a1"}
+    syscall = SYSCALL if where != "pid" else SYSCALL.replace(" pid=2 ", f" pid=2{odd} ")
+    if where == "opid":  # a name whose values are written as read, in a cached section
+        syscall += f" opid=7{odd}"
+    records = [syscall, 'type=EXECVE msg=audit(1.001:{n}): argc=2 a0="x" a1="y"',
+               'type=CWD msg=audit(1.001:{n}): cwd="/tmp"',
+               'type=PATH msg=audit(1.001:{n}): item=0 name="/bin/x" inode=5 dev=fe:00 mode=0100755 ouid=0 ogid=0 '
+               "rdev=00:00 nametype=NORMAL cap_fp=0", "type=EOE msg=audit(1.001:{n}): "]
+    if where in quoted:
+        name = quoted[where]
+        for index, record in enumerate(records):
+            for value in ('"x"', '"/bin/x"', '"k"', '"/tmp"', '"y"'):
+                if f" {name}={value}" in record:
+                    kept = value.strip('"')
+                    records[index] = record.replace(f" {name}={value}", f' {name}="{kept}{odd}"', 1)
+                    break
+    elif where == "proctitle":  # without EXECVE: the proctitle is written
+        records[1] = f"type=PROCTITLE msg=audit(1.001:{{n}}): proctitle=78{hexed}79"
+    elif where == "saddr":  # a local socket whose path holds the byte
+        records.insert(1, f"type=SOCKADDR msg=audit(1.001:{{n}}): saddr=01002F74{hexed}00")
+    elif where == "node":
+        records = [f"node=h{odd} " + record for record in records]
+    lines = [record.format(n=n) for n in (1, 2) for record in records]
+    assert_same(lines)
+    fast, pipeline = outputs(lines, True)
+    assert pipeline.merger.fast_events == 2 or where == "pid"  # (a pid that is no number: the general path)
+    written = [line for line in fast[1::3] if line is not None]  # the MSTIC lines (see outputs)
+    assert written and odd not in "".join(written)
+    assert all(line.isascii() and line.isprintable() for line in written)
