@@ -281,19 +281,18 @@ def test_process_connector_drained_from_the_callers_loop():
         pytest.skip("no process connector here (needs root and CONFIG_PROC_EVENTS)")
     try:
         assert connector.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 8 << 20  # seconds of a storm
-        children = [subprocess.Popen(["/bin/true"]) for _ in range(5)]
+        children = [subprocess.Popen(["/bin/true"]) for _ in range(40)]  # ~120 datagrams: one drain reads them all
         for child in children:
             child.wait()
         time.sleep(0.1)
         assert connector.counters["forks"] == 0  # nothing read without a drain: no thread
         read = connector.drain()
-        assert read >= 10 and connector.counters["exits"] >= 5
+        assert read >= 80 and connector.counters["exits"] >= 40
         h = History()
         tree.observe(h.syscall(os.getpid(), os.getppid(), os.path.realpath(sys.executable), "openat"))
-        for child in children:
-            proc = tree.get(child.pid)
+        for child in children:  # every child's fork and exit came from that one drain (the socket sees the whole
+            proc = tree.get(child.pid)  # machine: a second drain may find other processes' events, so none is asked)
             assert proc is not None and proc.exited_at is not None and proc.parent is tree.get(os.getpid())
-        assert connector.drain() == 0
     finally:
         connector.stop()
 
