@@ -281,7 +281,7 @@ _BARES = (BARE,) * len(PATH_ARRAYS)
 # The SYSCALL fields between `success=` and `auid=` differ in every event and are written as read, but items. One
 # C-level match checks their names and values (8 startswith calls, a split and a join cost 3x more) and cuts them.
 _SYSCALL_MIDDLE = re.compile(r"(exit=-?[0-9]+ a0=[0-9a-f]+ a1=[0-9a-f]+ a2=[0-9a-f]+ a3=[0-9a-f]+) items=[0-9]+ "
-                             r"(ppid=([0-9]+) pid=([0-9]+))")
+                             r"(ppid=[0-9]+ pid=[0-9]+)")
 _TAIL_FORBIDDEN = frozenset(("items", "type", "arch", "syscall"))
 
 
@@ -314,6 +314,34 @@ def _tail_facts(values: dict) -> tuple:
     if "exe" not in values or not _TAIL_FORBIDDEN.isdisjoint(values):
         raise _NotFast  # fields the general path skips or reads from the head
     return (_int(values.get("uid")), _int(values.get("gid")), unescape(values["exe"])[0], split_keys(values.get("key")))
+
+
+class CachedSyscallRecord(OutputRecord):
+    """An AUOMS_EXECVE / AUOMS_SYSCALL record the fast path made from cache entries. Its process facts (syscall,
+    success, uid, gid, exe, keys; pid and ppid from the SYSCALL record's text) are read from those entries when a
+    stage asks (filters, the process tree): replay's MSTIC output never does, so it does not pay for ten stores
+    and two int() per event."""
+
+    is_syscall = True
+    parts_escaped = True  # (False when the record names a node, whose text is written as read)
+
+    def __init__(self, head: tuple, tail: tuple, ppid_pid: str, event_id: str, node: str | None):
+        self.code = head[5]
+        self.type_name = head[6]
+        self.event_id = event_id
+        self.node = node
+        self._head = head  # FastMerger._syscall_head's entry
+        self._tail = tail  # FastMerger._syscall_tail's entry
+        self._ppid_pid = ppid_pid  # `ppid=N pid=M`
+
+    syscall = property(lambda self: self._head[2])
+    success = property(lambda self: self._head[4])
+    uid = property(lambda self: self._tail[2])
+    gid = property(lambda self: self._tail[3])
+    exe = property(lambda self: self._tail[4])
+    keys = property(lambda self: self._tail[5])
+    ppid = property(lambda self: int(self._ppid_pid[5:self._ppid_pid.index(" ")]))
+    pid = property(lambda self: int(self._ppid_pid[self._ppid_pid.rindex("=") + 1:]))
 
 
 class FastMerger(Merger):
@@ -442,7 +470,7 @@ class FastMerger(Merger):
     # -- the fast path ------------------------------------------------------------------------------------------------
 
     def _fast(self, event: Event, syscall, cwd, paths: list, execve, sockaddr, proctitle, others: list,
-              _new=OutputRecord, _middle=_SYSCALL_MIDDLE.fullmatch) -> OutputRecord:
+              _new=CachedSyscallRecord, _middle=_SYSCALL_MIDDLE.fullmatch) -> OutputRecord:
         body = syscall[4]
         # arch=.. syscall=.. success=.. | exit=.. a0=.. a1=.. a2=.. a3=.. items=.. ppid=.. pid=.. | auid=.. ... key=..
         exit_at = body.find(" exit=")
@@ -454,21 +482,15 @@ class FastMerger(Merger):
         middle = _middle(body, exit_at + 1, auid_at)
         if middle is None:
             raise _NotFast
-        out = _new(head[5], head[6], event.event_id, syscall[2])
-        out.is_syscall = True
-        out.parts_escaped = syscall[2] is None  # every other part's text comes escaped from a cache, or is digits
-        out.syscall = head[2]
+        exit_to_a3, ppid_pid = middle.groups()
+        out = _new(head, tail, ppid_pid, event.event_id, syscall[2])
         arch_raw = head[3]
-        exit_to_a3, ppid_pid, ppid, pid = middle.groups()
-        out.pid = int(pid)
-        out.ppid = int(ppid)
-        out.success = head[4]
-        out.uid, out.gid, out.exe, out.keys = tail[2], tail[3], tail[4], tail[5]
         if syscall[2] is None:
             out.parts = parts = [(head[0], head[1]), (f"{exit_to_a3} {ppid_pid}", None), (tail[0], tail[1])]
         else:
             out.parts = parts = [("node=" + syscall[2], None), (head[0], head[1]), (f"{exit_to_a3} {ppid_pid}", None),
                                  (tail[0], tail[1])]
+            out.parts_escaped = False  # the node's text is written as read
         if cwd is not None:
             cwd = cwd[4]
             parts.append(self.cwds.get(cwd) or self.cwds.put(cwd, self._single(model.CWD, "cwd", cwd, None)))
