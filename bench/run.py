@@ -5,7 +5,9 @@
     bench/run.py --events 100000 --interleave 4 --no-eoe
 
 The corpus comes from ../shared/bench/make_corpus.py (real captured events, deterministic). Timings on shared
-machines are noisy: compare the side-by-side ratio in one run, not absolute figures across runs.
+machines are noisy: compare the side-by-side ratio in one run, not absolute figures across runs. Replay is timed on
+the interpreter of .venv and, when that is another one, on Debian's python3, which the .deb package runs on (see
+debian_python_venv).
 """
 from __future__ import annotations
 
@@ -122,6 +124,26 @@ def compile_byte_code(tree: Path) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+def debian_python_venv() -> Path | None:
+    """A virtual environment of Debian's python3, the interpreter the .deb package runs the agent on
+    (packaging/build-deb.sh) and `make` picks on a fresh Debian 12, made once under bench/out/; None when this
+    benchmark already runs on it, or there is none. A development machine may put another CPython 3.11 first on
+    PATH (here pyenv's, built without profile-guided and link-time optimization: replay is ~1.25x slower on it), so
+    the benchmark shows both."""
+    if not DEBIAN_PYTHON.exists() or os.path.realpath(DEBIAN_PYTHON) == os.path.realpath(sys._base_executable):
+        return None
+    venv = OUT / "venv-debian-python3"
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "auoms-py").exists():
+        subprocess.run([str(DEBIAN_PYTHON), "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", str(REPO)],
+                       check=True)
+    return venv
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -129,12 +151,14 @@ def main() -> int:
     parser.add_argument("--interleave", type=int, default=2)
     parser.add_argument("--no-eoe", action="store_true")
     parser.add_argument("--skip-stages", action="store_true")
+    parser.add_argument("--no-debian-python", action="store_true", help="leave out the rows of Debian's python3")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of all commands, one after the other; the "
                         "table gives each command's median (default 3)")
     args = parser.parse_args()
 
     corpus = make_corpus(args.events, args.seed, args.interleave, args.no_eoe)
     compile_byte_code(REPO)
+    debian = None if args.no_debian_python else debian_python_venv()
     events, records = count_events(corpus)
     size_mb = corpus.stat().st_size / 1e6
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
@@ -143,12 +167,16 @@ def main() -> int:
     print("| command | wall s | cpu s | events/s | records/s | MB/s | peak RSS MiB | vs ausearch -i (wall) |")
     print("|---|---|---|---|---|---|---|---|")
     auoms = [str(REPO / ".venv" / "bin" / "auoms-py") if (REPO / ".venv/bin/auoms-py").exists() else "auoms-py"]
-    runs = [
-        ("ausearch -i (auditd 3.0.9, C)", ["ausearch", "-i", "--input", str(corpus)]),
-        ("auoms-py replay --format mstic", auoms + ["replay", "--quiet", str(corpus)]),
-        ("auoms-py replay --format json", auoms + ["replay", "--quiet", "--format", "json", str(corpus)]),
-        ("auoms-py replay --format oms", auoms + ["replay", "--quiet", "--format", "oms", str(corpus)]),
-    ]
+    runs = [("ausearch -i (auditd 3.0.9, C)", ["ausearch", "-i", "--input", str(corpus)])]
+    interpreters = [(auoms, f"Python {platform.python_version()}")]
+    if debian is not None:
+        version = subprocess.run([str(debian / "bin" / "python"), "-c", "import platform; print("
+                                  "platform.python_version())"], capture_output=True, text=True).stdout.strip()
+        interpreters.append(([str(debian / "bin" / "auoms-py")], f"Debian's python3 {version}"))
+    for command, interpreter in interpreters:
+        for fmt in ("mstic", "json", "oms"):
+            runs.append((f"auoms-py replay --format {fmt} ({interpreter})",
+                         command + ["replay", "--quiet", "--format", fmt, str(corpus)]))
     # rounds of every command in turn, so that a change in the machine's load touches all of them alike
     rounds = [[timed(cmd) for _label, cmd in runs] for _ in range(args.repeat)]
     baseline = statistics.median(round_[0][0] for round_ in rounds)
