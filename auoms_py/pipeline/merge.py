@@ -22,7 +22,7 @@ from auoms_py.pipeline.escape import bash_escape, join_args, split_proctitle, tt
 from auoms_py.pipeline.execve import build_argv, quoted_argv
 from auoms_py.pipeline.interpret import Interpreter, split_keys, syscall_name
 from auoms_py.pipeline.model import BARE, TEXT, Event, MergedRecord, OutputRecord
-from auoms_py.pipeline.parse import split_fields, unwrap_msg
+from auoms_py.pipeline.parse import record_fields, record_value, split_fields, unwrap_msg
 
 SYSCALL_EVENT_TYPES = frozenset((model.SYSCALL, model.EXECVE, model.CWD, model.PATH, model.SOCKADDR,
                                  model.INTEGRITY_RULE))
@@ -60,19 +60,6 @@ def _json_name(raw: str | None) -> str:
 def render(name: str, value: str, style: int) -> str:
     """One field as the MSTIC line writes it (before the line's final escaping of control bytes)."""
     return f'{name}="{value}"' if style == TEXT else f"{name}={value}"
-
-
-def _fields(record) -> list[tuple[str, str]]:
-    """A record's (name, raw value) pairs. (Records are plain tuples, `model.Record`'s layout, indexed here.)"""
-    return split_fields(record[0], record[4])
-
-
-def _value(record, name: str) -> str | None:
-    """The raw value of a record's first field of that name."""
-    for field_name, value in split_fields(record[0], record[4]):
-        if field_name == name:
-            return value
-    return None
 
 
 def _item_number(fields: list[tuple[str, str]]) -> int:
@@ -167,7 +154,7 @@ class Merger:
             out.is_syscall = True
             out.fields  # an empty field list: the general sections append to it
             return out
-        sys_fields = _fields(syscall)
+        sys_fields = record_fields(syscall)
         values = dict(sys_fields[::-1])  # first occurrence wins
         arch_raw = values.get("arch")
         raw_number = values.get("syscall")
@@ -202,37 +189,37 @@ class Merger:
         """cwd, PATH item 0 and path_* arrays, argc/cmdline, saddr, hash, proctitle, other records (§3)."""
         add = self.interpreter.add_fields
         fields = out.fields
-        arch_raw = _value(roles.syscall, "arch") if roles.syscall is not None else None
+        arch_raw = record_value(roles.syscall, "arch") if roles.syscall is not None else None
         if roles.cwd is not None:
-            value = _value(roles.cwd, "cwd")
+            value = record_value(roles.cwd, "cwd")
             if value is not None:
                 add(fields, model.CWD, [("cwd", value)])
         if roles.paths:
             self._paths(fields, roles.paths, arch_raw)
         if roles.execves:
             argv, cmdline, argc = (quoted_argv([record[4] for record in roles.execves])
-                                   or build_argv([_fields(record) for record in roles.execves]))
+                                   or build_argv([record_fields(record) for record in roles.execves]))
             fields.append(("argc", str(argc), BARE))
             fields.append(("cmdline", cmdline, TEXT))
             out.argv = argv
             out.cmdline = cmdline
         if roles.sockaddr is not None:
-            value = _value(roles.sockaddr, "saddr")
+            value = record_value(roles.sockaddr, "saddr")
             if value is not None:
                 add(fields, model.SOCKADDR, [("saddr", value)], arch_raw)
         if roles.integrity is not None:
-            value = _value(roles.integrity, "hash")
+            value = record_value(roles.integrity, "hash")
             if value is not None:
                 fields.append(("hash", value, BARE))
         if roles.proctitle is not None:
-            value = _value(roles.proctitle, "proctitle")
+            value = record_value(roles.proctitle, "proctitle")
             if value is not None:
                 self._proctitle(out, fields, value, bool(roles.execves))
         self._others(out, roles.others, arch_raw)
 
     def _paths(self, fields: list, paths: list, arch_raw: str | None) -> None:
         # sort by item number so the path_* arrays line up (AUOMS defect §10.5)
-        path_fields = sorted((_fields(path) for path in paths), key=_item_number)
+        path_fields = sorted((record_fields(path) for path in paths), key=_item_number)
         first = path_fields[0]
         if any(name == "item" and value == "0" for name, value in first):
             self.interpreter.add_fields(fields, model.PATH, first, arch_raw, skip=_SKIP_PATH_FIELDS)
@@ -262,7 +249,7 @@ class Merger:
 
     def _merged_fields(self, record, arch_raw: str | None) -> list:
         fields: list = []
-        self.interpreter.add_fields(fields, record[0], _fields(record), arch_raw, renamed=False)
+        self.interpreter.add_fields(fields, record[0], record_fields(record), arch_raw, renamed=False)
         return fields
 
 

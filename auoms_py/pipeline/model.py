@@ -59,16 +59,15 @@ class Record(NamedTuple):
     body: str
 
     def fields(self) -> list[tuple[str, str]]:
-        """The record's fields as (name, raw value) pairs in order (values keep quotes / hex as logged)."""
-        from auoms_py.pipeline.parse import split_fields
+        """The record's fields as (name, raw value) pairs in order (parse.record_fields, for any record)."""
+        from auoms_py.pipeline.parse import record_fields
 
-        return split_fields(self.code, self.body)
+        return record_fields(self)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        for fname, value in self.fields():
-            if fname == name:
-                return value
-        return default
+        from auoms_py.pipeline.parse import record_value
+
+        return record_value(self, name, default)
 
 
 class Event:

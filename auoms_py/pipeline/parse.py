@@ -103,20 +103,20 @@ def _parse_batch(text: str, end: int, count: int, _findall=_USUAL_OR_OTHER_LINE.
         text = _ENRICHED_TAILS.sub("", text)  # what parse_line does to each line, in one pass
         end = len(text) - after
     get = _codes.get
-    if text[:5] != "node=" and "\r" not in text:
+    plain = text[:5] != "node=" and "\r" not in text
+    if plain:
         matches = _findall_plain(text, 0, end)
-        if len(matches) == count:  # every line is plain
-            try:
-                return [(code, type_name, None, key, body) if (code := get(type_name))
-                        else parse_line(f"type={type_name} msg=audit({key}): {body}")  # an unknown type's line
-                        for type_name, key, body in matches]
-            except Exception:  # noqa: BLE001 - as below
-                return None
-    matches = _findall(text, 0, end)
-    if len(matches) != count:  # one match per line, always: a safety net
-        return None
+        plain = len(matches) == count  # every line is plain
+    if not plain:
+        matches = _findall(text, 0, end)
+        if len(matches) != count:  # one match per line, always: a safety net
+            return None
     try:
         # the usual line is made a record here; any other (netlink text, unknown types...) by parse_line
+        if plain:
+            return [(code, type_name, None, key, body) if (code := get(type_name))
+                    else parse_line(f"type={type_name} msg=audit({key}): {body}")  # an unknown type's line
+                    for type_name, key, body in matches]
         return [(code, type_name, node or None, key, body) if (code := get(type_name))
                 else parse_line(line or f"{'node=' + node + ' ' if node else ''}type={type_name} msg=audit({key}): "
                                         f"{body}")  # an unknown type's line, whole
@@ -263,6 +263,19 @@ def split_fields(code: int, body: str) -> list[tuple[str, str]]:
             value = " ".join(pieces)
         append((name, value))
     return fields
+
+
+def record_fields(record: Record) -> list[tuple[str, str]]:
+    """A record's fields as (name, raw value) pairs in order (values keep quotes / hex as logged)."""
+    return split_fields(record[0], record[4])
+
+
+def record_value(record: Record, name: str, default: str | None = None) -> str | None:
+    """The raw value of a record's first field of that name."""
+    for field_name, value in split_fields(record[0], record[4]):
+        if field_name == name:
+            return value
+    return default
 
 
 def unwrap_msg(body: str) -> str:
