@@ -310,7 +310,10 @@ class CachedSyscallRecord(OutputRecord):
     and two int() per event."""
 
     is_syscall = True
-    parts_escaped = True  # (False when the record names a node, whose text is written as read)
+    # Its parts' texts are as the MSTIC line writes them: tokens are escaped when cached (FastMerger._token), the
+    # command line and proctitle are shell words in printable ASCII (bash_escape), the path_* arrays JSON in
+    # ASCII, the rest digits (a test holds every part of such records to printable ASCII). Not so with a node.
+    parts_escaped = True
 
     def __init__(self, head: tuple, tail: tuple, ppid_pid: str, event_id: str, node: str | None):
         self.code = head[5]
@@ -648,8 +651,8 @@ class FastMerger(Merger):
             arrays = [f"[{element}]" for element in entries[0][3]]
         else:
             arrays = ["[" + ",".join(column) + "]" for column in zip(*[entry[3] for entry in entries])]
-        arrays_part = (tty_escape(f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} "
-                                  f"path_ouid={arrays[3]} path_ogid={arrays[4]}"), tuple(zip(PATH_ARRAYS, arrays, _BARES)))
+        arrays_part = (f"path_name={arrays[0]} path_nametype={arrays[1]} path_mode={arrays[2]} "  # (JSON: ASCII)
+                       f"path_ouid={arrays[3]} path_ogid={arrays[4]}", tuple(zip(PATH_ARRAYS, arrays, _BARES)))
         return self.path_sets.put(key, ((before,) if before[0] else (), (after,) if after[0] else (), arrays_part))
 
     def _path_entry(self, cut: str, at: int | None):
@@ -685,8 +688,7 @@ class FastMerger(Merger):
         quick = quoted_argv([body])  # every argument quoted (the usual): a few C-level passes
         if quick is not None:
             argv, cmdline, argc = quick
-            return ([(f"argc={argc}", None), (tty_escape(f'cmdline="{cmdline}"'), (("cmdline", cmdline, TEXT),))], argv,
-                    cmdline)
+            return ([(f"argc={argc}", None), (f'cmdline="{cmdline}"', (("cmdline", cmdline, TEXT),))], argv, cmdline)
         if "[" in body or "_len=" in body:
             raise _NotFast  # split arguments: the general path reassembles them
         tokens = _plain_tokens(body)
@@ -706,7 +708,7 @@ class FastMerger(Merger):
             argv.append(text)
             words.append(bash_escape(text))
         cmdline = " ".join(words)
-        return ([(argc_token, None), (tty_escape(f'cmdline="{cmdline}"'), (("cmdline", cmdline, TEXT),))], argv, cmdline)
+        return ([(argc_token, None), (f'cmdline="{cmdline}"', (("cmdline", cmdline, TEXT),))], argv, cmdline)
 
     @staticmethod
     def _proctitle_entry(body: str):
@@ -714,4 +716,4 @@ class FastMerger(Merger):
             raise _NotFast
         args = split_proctitle(unescape(body[10:])[0])
         text = join_args(args)
-        return (args, text, (tty_escape("proctitle=" + text), (("proctitle", text, BARE),)))
+        return (args, text, ("proctitle=" + text, (("proctitle", text, BARE),)))

@@ -258,3 +258,9 @@ def test_control_and_non_ascii_bytes_are_escaped_wherever_they_come_from(odd, wh
     written = [line for line in fast if isinstance(line, str) and line.startswith("type=")]  # the MSTIC lines
     assert written and odd not in "".join(written)
     assert all(line.isascii() and line.isprintable() for line in written)
+    # the invariant format_lines trusts: every part of a record marked escaped is printable ASCII already
+    pipeline = Pipeline(UserDB(*REFERENCE_USERDB), log_time=True, flush_timeout=1.0)
+    escaped = [record for line in lines for records in pipeline.feed_line(line) for record in records
+               if record.parts_escaped]
+    assert len(escaped) == (0 if where in ("node", "pid") else 2)
+    assert all(text.isascii() and text.isprintable() for record in escaped for text, _ in record.parts)
