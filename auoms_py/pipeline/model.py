@@ -40,6 +40,12 @@ def event_id_numbers(event_id: str) -> tuple[int, int, int]:
     return int(sec), int(msec), int(serial)
 
 
+def _id_number(index: int) -> property:
+    """sec (0), msec (1) or serial (2) of an object's event id, read from its text when asked: most events are
+    written with the id's text alone (the object's id_numbers() says how)."""
+    return property(lambda self: self.id_numbers()[index])
+
+
 def bare_fields(text: str) -> list[tuple[str, str, int]]:
     """The fields of a part whose triples are None: bare `name=value` tokens, values without spaces."""
     return [(name, value, BARE) for name, _, value in [token.partition("=") for token in text.split(" ")]]
@@ -88,10 +94,10 @@ class Event:
         self.mixed_nodes = False  # records named different node= values (kept together, as AUOMS does)
         self.complete = False  # ended by EOE or a single-record type (False: flushed by timeout / limit / end)
 
-    # the id's numbers: read where needed (most events are written with the id's text alone)
-    sec = property(lambda self: event_id_numbers(self.event_id)[0])
-    msec = property(lambda self: event_id_numbers(self.event_id)[1])
-    serial = property(lambda self: event_id_numbers(self.event_id)[2])
+    def id_numbers(self) -> tuple[int, int, int]:
+        return event_id_numbers(self.event_id)  # (not kept: the pipeline itself never asks)
+
+    sec, msec, serial = _id_number(0), _id_number(1), _id_number(2)
 
     def __repr__(self) -> str:
         types = ",".join(r[1] for r in self.records)
@@ -178,16 +184,13 @@ class OutputRecord:
         self.event_id = event_id  # SEC.MSEC:SERIAL, three-digit milliseconds, as every format writes it
         self.node = node
 
-    # The id's numbers, read from its text when a format or stage asks (the MSTIC line writes the text as it is).
-    def _id_numbers(self) -> tuple[int, int, int]:
-        numbers = self._numbers
+    def id_numbers(self) -> tuple[int, int, int]:
+        numbers = self._numbers  # kept: a format may read sec, msec and serial of every record
         if numbers is None:
             numbers = self._numbers = event_id_numbers(self.event_id)
         return numbers
 
-    sec = property(lambda self: self._id_numbers()[0])
-    msec = property(lambda self: self._id_numbers()[1])
-    serial = property(lambda self: self._id_numbers()[2])
+    sec, msec, serial = _id_number(0), _id_number(1), _id_number(2)
 
     @property
     def fields(self) -> list[tuple[str, str, int]]:
